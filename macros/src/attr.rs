@@ -1,0 +1,389 @@
+//! Parsing of `#[model(...)]` and of the parts of `#[serde(...)]` that decide stored field names.
+
+use proc_macro2::Span;
+use syn::parse::ParseStream;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, Token, UnOp};
+
+use crate::case::RenameRule;
+use crate::ctxt::Ctxt;
+
+const CONTAINER_KEYS: &str = "`collection = \"...\"`, `version = \"field\"`, `timestamps`, `hooks`, `index(...)`, `embedded`";
+const FIELD_KEYS: &str = "`id`, `nested`";
+const INDEX_KEYS: &str = "`keys(field = 1, ...)`, `unique`, `sparse`, `expire_after = <seconds>`, `partial = path::to_fn`, `name = \"...\"`";
+
+/// `#[model(...)]` on the struct.
+#[derive(Default)]
+pub struct ContainerAttrs {
+    pub collection: Option<LitStr>,
+    pub embedded: Option<Span>,
+    pub version: Option<LitStr>,
+    pub timestamps: Option<Timestamps>,
+    pub hooks: Option<Span>,
+    pub indexes: Vec<IndexAttr>,
+    /// From `#[serde(rename_all = "...")]`: the rule for stored names.
+    pub rename_all: Option<RenameRule>,
+}
+
+pub struct Timestamps {
+    pub span: Span,
+    pub created: LitStr,
+    pub updated: LitStr,
+}
+
+pub struct IndexAttr {
+    pub span: Span,
+    pub keys: Vec<IndexKey>,
+    pub unique: bool,
+    pub sparse: bool,
+    pub expire_after: Option<u64>,
+    pub partial: Option<Path>,
+    pub name: Option<LitStr>,
+}
+
+pub struct IndexKey {
+    /// A Rust field name, checked against the struct; or a string path taken as written.
+    pub target: KeyTarget,
+    pub kind: IndexKind,
+}
+
+pub enum KeyTarget {
+    Field(Ident),
+    Path(LitStr),
+}
+
+#[derive(Clone)]
+pub enum IndexKind {
+    Ascending,
+    Descending,
+    Special(String),
+}
+
+/// `#[model(...)]` and `#[serde(...)]` on a field.
+#[derive(Default)]
+pub struct FieldAttrs {
+    pub id: Option<Span>,
+    pub nested: Option<Span>,
+    pub rename: Option<String>,
+    pub skip: bool,
+    pub flatten: bool,
+}
+
+fn is_model(attr: &Attribute) -> bool {
+    attr.path().is_ident("model")
+}
+
+fn is_serde(attr: &Attribute) -> bool {
+    attr.path().is_ident("serde")
+}
+
+fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<T>, value: T, key: &syn::Path, what: &str) {
+    if slot.is_some() {
+        cx.error_spanned_by(key, format!("duplicate `{what}` attribute: keep only one"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
+    let mut out = ContainerAttrs::default();
+    for attr in attrs {
+        if is_model(attr) {
+            let result = attr.parse_nested_meta(|meta| {
+                let path = meta.path.clone();
+                if path.is_ident("collection") {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    set_once(cx, &mut out.collection, lit, &path, "collection");
+                } else if path.is_ident("version") {
+                    let lit: LitStr = meta.value().map_err(|e| {
+                        syn::Error::new(
+                            e.span(),
+                            "expected `version = \"field_name\"`, naming the integer field that holds the version",
+                        )
+                    })?.parse()?;
+                    set_once(cx, &mut out.version, lit, &path, "version");
+                } else if path.is_ident("embedded") {
+                    set_once(cx, &mut out.embedded, path.span(), &path, "embedded");
+                } else if path.is_ident("hooks") {
+                    set_once(cx, &mut out.hooks, path.span(), &path, "hooks");
+                } else if path.is_ident("timestamps") {
+                    let ts = parse_timestamps(&meta)?;
+                    set_once(cx, &mut out.timestamps, ts, &path, "timestamps");
+                } else if path.is_ident("index") {
+                    out.indexes.push(parse_index(&meta)?);
+                } else {
+                    return Err(meta.error(format!(
+                        "unknown model attribute `{}`; expected one of {CONTAINER_KEYS}",
+                        path_name(&path)
+                    )));
+                }
+                Ok(())
+            });
+            if let Err(error) = result {
+                cx.syn_error(error);
+            }
+        } else if is_serde(attr) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename_all") {
+                    let lit = parse_serialize_name(&meta)?;
+                    if let Some(lit) = lit {
+                        match RenameRule::from_str(&lit.value()) {
+                            Some(rule) => out.rename_all = Some(rule),
+                            // serde reports an unknown rule itself; say nothing twice.
+                            None => out.rename_all = None,
+                        }
+                    }
+                    Ok(())
+                } else {
+                    skip_meta_value(&meta)
+                }
+            });
+            // serde_derive reports malformed serde attributes with better context.
+            drop(result);
+        }
+    }
+    out
+}
+
+pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
+    let mut out = FieldAttrs::default();
+    for attr in attrs {
+        if is_model(attr) {
+            let result = attr.parse_nested_meta(|meta| {
+                let path = meta.path.clone();
+                if path.is_ident("id") {
+                    set_once(cx, &mut out.id, path.span(), &path, "id");
+                } else if path.is_ident("nested") {
+                    set_once(cx, &mut out.nested, path.span(), &path, "nested");
+                } else if path.is_ident("version")
+                    || path.is_ident("collection")
+                    || path.is_ident("index")
+                    || path.is_ident("timestamps")
+                {
+                    return Err(meta.error(format!(
+                        "`{}` belongs on the struct, not on a field: write `#[model({} ...)]` above `struct`",
+                        path_name(&path),
+                        path_name(&path)
+                    )));
+                } else {
+                    return Err(meta.error(format!(
+                        "unknown field attribute `{}`; expected one of {FIELD_KEYS}",
+                        path_name(&path)
+                    )));
+                }
+                Ok(())
+            });
+            if let Err(error) = result {
+                cx.syn_error(error);
+            }
+        } else if is_serde(attr) {
+            let result = attr.parse_nested_meta(|meta| {
+                let path = &meta.path;
+                if path.is_ident("rename") {
+                    if let Some(lit) = parse_serialize_name(&meta)? {
+                        out.rename = Some(lit.value());
+                    }
+                    Ok(())
+                } else if path.is_ident("skip") || path.is_ident("skip_serializing") {
+                    out.skip = true;
+                    Ok(())
+                } else if path.is_ident("flatten") {
+                    out.flatten = true;
+                    Ok(())
+                } else {
+                    skip_meta_value(&meta)
+                }
+            });
+            drop(result);
+        }
+    }
+    out
+}
+
+/// `name = "x"` or `name(serialize = "x", deserialize = "y")`: the stored name is the serialize one.
+fn parse_serialize_name(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Option<LitStr>> {
+    if meta.input.peek(Token![=]) {
+        return Ok(Some(meta.value()?.parse()?));
+    }
+    let mut found = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("serialize") {
+            found = Some(inner.value()?.parse()?);
+            Ok(())
+        } else {
+            skip_meta_value(&inner)
+        }
+    })?;
+    Ok(found)
+}
+
+/// Consumes `= expr` or `(...)` after a key this macro does not care about.
+fn skip_meta_value(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let _: proc_macro2::TokenStream = content.parse()?;
+    }
+    Ok(())
+}
+
+fn parse_timestamps(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Timestamps> {
+    let span = meta.path.span();
+    let mut created = LitStr::new("created_at", span);
+    let mut updated = LitStr::new("updated_at", span);
+    if meta.input.peek(syn::token::Paren) {
+        meta.parse_nested_meta(|inner| {
+            if inner.path.is_ident("created") {
+                created = inner.value()?.parse()?;
+            } else if inner.path.is_ident("updated") {
+                updated = inner.value()?.parse()?;
+            } else {
+                return Err(inner.error(
+                    "unknown timestamps option; expected `created = \"field\"` or `updated = \"field\"`",
+                ));
+            }
+            Ok(())
+        })?;
+    } else if meta.input.peek(Token![=]) {
+        return Err(meta.error(
+            "write `timestamps` or `timestamps(created = \"field\", updated = \"field\")`",
+        ));
+    }
+    Ok(Timestamps {
+        span,
+        created,
+        updated,
+    })
+}
+
+fn parse_index(meta: &syn::meta::ParseNestedMeta) -> syn::Result<IndexAttr> {
+    let span = meta.path.span();
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error("write `index(keys(field = 1), ...)`; an index needs its keys"));
+    }
+    let mut index = IndexAttr {
+        span,
+        keys: Vec::new(),
+        unique: false,
+        sparse: false,
+        expire_after: None,
+        partial: None,
+        name: None,
+    };
+    let mut saw_keys = false;
+    meta.parse_nested_meta(|inner| {
+        let path = &inner.path;
+        if path.is_ident("keys") {
+            saw_keys = true;
+            let content;
+            syn::parenthesized!(content in inner.input);
+            index.keys = parse_keys(&content)?;
+            if index.keys.is_empty() {
+                return Err(syn::Error::new(
+                    path.span(),
+                    "an index needs at least one key: `keys(field = 1)`",
+                ));
+            }
+        } else if path.is_ident("unique") {
+            index.unique = true;
+        } else if path.is_ident("sparse") {
+            index.sparse = true;
+        } else if path.is_ident("expire_after") {
+            let lit: syn::LitInt = inner.value()?.parse().map_err(|e| {
+                syn::Error::new(e.span(), "`expire_after` takes a number of seconds: `expire_after = 3600`")
+            })?;
+            index.expire_after = Some(lit.base10_parse()?);
+        } else if path.is_ident("partial") {
+            index.partial = Some(inner.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "`partial` takes the path of a `fn() -> Document` giving the partial filter: `partial = active_only`",
+                )
+            })?);
+        } else if path.is_ident("name") {
+            index.name = Some(inner.value()?.parse()?);
+        } else {
+            return Err(inner.error(format!(
+                "unknown index option `{}`; expected one of {INDEX_KEYS}",
+                path_name(path)
+            )));
+        }
+        Ok(())
+    })?;
+    if !saw_keys {
+        return Err(syn::Error::new(
+            span,
+            "this index has no keys: add `keys(field = 1)` (1 ascending, -1 descending)",
+        ));
+    }
+    Ok(index)
+}
+
+fn parse_keys(input: ParseStream) -> syn::Result<Vec<IndexKey>> {
+    let mut keys = Vec::new();
+    while !input.is_empty() {
+        let target = if input.peek(LitStr) {
+            KeyTarget::Path(input.parse()?)
+        } else {
+            KeyTarget::Field(input.call(Ident::parse_any_ident)?)
+        };
+        input.parse::<Token![=]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "each key needs a direction: `field = 1` or `field = -1`",
+            )
+        })?;
+        let value: Expr = input.parse()?;
+        let kind = index_kind(&value)?;
+        keys.push(IndexKey { target, kind });
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(keys)
+}
+
+trait ParseAnyIdent {
+    fn parse_any_ident(input: ParseStream) -> syn::Result<Ident>;
+}
+
+impl ParseAnyIdent for Ident {
+    fn parse_any_ident(input: ParseStream) -> syn::Result<Ident> {
+        use syn::ext::IdentExt;
+        Ident::parse_any(input)
+    }
+}
+
+fn index_kind(value: &Expr) -> syn::Result<IndexKind> {
+    const HINT: &str = "an index direction is `1` (ascending), `-1` (descending), or one of \"text\", \"hashed\", \"2d\", \"2dsphere\"";
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) if int.base10_digits() == "1" => Ok(IndexKind::Ascending),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => match &**expr {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) if int.base10_digits() == "1" => Ok(IndexKind::Descending),
+            _ => Err(syn::Error::new_spanned(value, HINT)),
+        },
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if ["text", "hashed", "2d", "2dsphere"].contains(&s.value().as_str()) => {
+            Ok(IndexKind::Special(s.value()))
+        }
+        _ => Err(syn::Error::new_spanned(value, HINT)),
+    }
+}
+
+fn path_name(path: &syn::Path) -> String {
+    quote::ToTokens::to_token_stream(path)
+        .to_string()
+        .replace(' ', "")
+}

@@ -1,0 +1,366 @@
+//! Rules a model must follow, each reported with the span of the offending token.
+
+use std::collections::HashSet;
+
+use syn::Type;
+
+use crate::ast::{Container, Field};
+use crate::attr::{IndexKind, KeyTarget};
+use crate::ctxt::Ctxt;
+
+pub const VERSION_TYPES: &[&str] = &["i32", "i64", "u32", "u64"];
+
+pub fn check(cx: &mut Ctxt, model: &Container) {
+    check_generics(cx, model);
+    if model.attrs.embedded.is_some() {
+        check_embedded(cx, model);
+    } else {
+        check_collection(cx, model);
+        check_id(cx, model);
+        check_version(cx, model);
+        check_timestamps(cx, model);
+        check_indexes(cx, model);
+    }
+    check_fields(cx, model);
+}
+
+fn check_generics(cx: &mut Ctxt, model: &Container) {
+    let generics = &model.input.generics;
+    if !generics.params.is_empty() {
+        cx.error_spanned_by(
+            generics,
+            "a model cannot be generic: it maps to one collection with one document shape; \
+             define a concrete struct, or keep the generic data in a field of a concrete model",
+        );
+    }
+}
+
+fn check_embedded(cx: &mut Ctxt, model: &Container) {
+    let attrs = &model.attrs;
+    let misplaced = [
+        (attrs.collection.as_ref().map(|l| l.span()), "collection"),
+        (attrs.version.as_ref().map(|l| l.span()), "version"),
+        (attrs.timestamps.as_ref().map(|t| t.span), "timestamps"),
+        (attrs.hooks, "hooks"),
+        (attrs.indexes.first().map(|i| i.span), "index"),
+    ];
+    for (span, name) in misplaced {
+        if let Some(span) = span {
+            cx.syn_error(syn::Error::new(
+                span,
+                format!(
+                    "`{name}` does not apply to an embedded struct: it is stored inside another \
+                     model's document; put `{name}` on that model instead"
+                ),
+            ));
+        }
+    }
+    for field in &model.fields {
+        if let Some(span) = field.attrs.id {
+            cx.syn_error(syn::Error::new(
+                span,
+                "an embedded struct has no id of its own; remove `#[model(id)]`",
+            ));
+        }
+    }
+}
+
+fn check_collection(cx: &mut Ctxt, model: &Container) {
+    let Some(lit) = &model.attrs.collection else {
+        return;
+    };
+    let name = lit.value();
+    let problem = if name.is_empty() {
+        Some("a collection name cannot be empty")
+    } else if name.contains('$') {
+        Some("a collection name cannot contain `$`")
+    } else if name.contains('\0') {
+        Some("a collection name cannot contain a NUL character")
+    } else if name.starts_with("system.") {
+        Some("collection names starting with `system.` are reserved by MongoDB")
+    } else if name.len() > 200 {
+        Some("a collection name must be shorter than 200 bytes")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        cx.error_spanned_by(
+            lit,
+            format!("{problem}; write a name like `collection = \"orders\"`"),
+        );
+    }
+}
+
+fn check_id(cx: &mut Ctxt, model: &Container) {
+    let mut ids = model.fields.iter().filter(|f| f.is_id());
+    if let Some(first) = ids.next() {
+        for extra in ids {
+            cx.error_spanned_by(
+                extra.ident,
+                format!(
+                    "a model has exactly one `_id`, and `{}` is already it; remove `#[model(id)]` \
+                     or the `_id` rename from one of them",
+                    first.rust_name()
+                ),
+            );
+        }
+    }
+    for field in &model.fields {
+        if let Some(span) = field.attrs.id {
+            if field.attrs.skip {
+                cx.syn_error(syn::Error::new(
+                    span,
+                    "the id field cannot be skipped by serde: it is the document's `_id`",
+                ));
+            } else if field.stored != "_id" {
+                cx.syn_error(syn::Error::new(
+                    span,
+                    format!(
+                        "the id field is stored as `{}`, but MongoDB keys documents by `_id`; \
+                         add `#[serde(rename = \"_id\")]` to `{}`",
+                        field.stored,
+                        field.rust_name()
+                    ),
+                ));
+            }
+        }
+        if field.is_id() && field.attrs.flatten {
+            cx.error_spanned_by(field.ident, "the id field cannot be flattened");
+        }
+    }
+}
+
+fn find_field<'a>(model: &'a Container, name: &str) -> Option<&'a Field<'a>> {
+    model.fields.iter().find(|f| f.rust_name() == name)
+}
+
+fn field_names(model: &Container) -> String {
+    model
+        .fields
+        .iter()
+        .filter(|f| f.has_path())
+        .map(|f| format!("`{}`", f.rust_name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_version(cx: &mut Ctxt, model: &Container) {
+    let Some(lit) = &model.attrs.version else {
+        return;
+    };
+    let name = lit.value();
+    let Some(field) = find_field(model, &name) else {
+        cx.error_spanned_by(
+            lit,
+            format!(
+                "no field named `{name}` holds the version; add `{name}: i64` to the struct or name \
+                 one of its fields: {}",
+                field_names(model)
+            ),
+        );
+        return;
+    };
+    if field.attrs.skip {
+        cx.error_spanned_by(
+            lit,
+            format!("the version field `{name}` is skipped by serde, so it is never stored; remove `#[serde(skip)]`"),
+        );
+    }
+    if field.is_id() {
+        cx.error_spanned_by(
+            lit,
+            "the version field cannot be the id; add a separate `version: i64` field",
+        );
+    }
+    if integer_name(field.ty).is_none() {
+        cx.error_spanned_by(
+            field.ty,
+            format!(
+                "the version field `{name}` must be an integer ({}); change its type to `i64`",
+                VERSION_TYPES.join(", ")
+            ),
+        );
+    }
+}
+
+pub fn integer_name(ty: &Type) -> Option<&'static str> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let last = path.path.segments.last()?;
+    if !last.arguments.is_empty() {
+        return None;
+    }
+    VERSION_TYPES
+        .iter()
+        .copied()
+        .find(|name| last.ident == name)
+}
+
+fn check_timestamps(cx: &mut Ctxt, model: &Container) {
+    let Some(ts) = &model.attrs.timestamps else {
+        return;
+    };
+    for lit in [&ts.created, &ts.updated] {
+        let name = lit.value();
+        match find_field(model, &name) {
+            None => cx.syn_error(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`timestamps` needs a field `{name}` (type `mongrove::bson::DateTime`, or an Option of it); \
+                     add it, or name another field with `timestamps(created = \"...\", updated = \"...\")`"
+                ),
+            )),
+            Some(field) if field.attrs.skip => cx.error_spanned_by(
+                field.ident,
+                format!("the timestamp field `{name}` is skipped by serde, so it is never stored"),
+            ),
+            Some(_) => {}
+        }
+    }
+    if ts.created.value() == ts.updated.value() {
+        cx.error_spanned_by(
+            &ts.updated,
+            "`created` and `updated` must be two different fields",
+        );
+    }
+}
+
+fn check_indexes(cx: &mut Ctxt, model: &Container) {
+    let mut names = HashSet::new();
+    for index in &model.attrs.indexes {
+        let mut keys = Vec::new();
+        let mut seen_keys = HashSet::new();
+        for key in &index.keys {
+            let stored = match &key.target {
+                KeyTarget::Field(ident) => {
+                    let name = ident.to_string();
+                    match find_field(model, &name) {
+                        Some(field) if field.has_path() => field.stored.clone(),
+                        Some(_) => {
+                            cx.error_spanned_by(
+                                ident,
+                                format!("`{name}` is not stored (serde skips or flattens it), so it cannot be indexed"),
+                            );
+                            continue;
+                        }
+                        None => {
+                            cx.error_spanned_by(
+                                ident,
+                                format!(
+                                    "no field named `{name}` to index; the fields are {}. For a nested path write it as a string: `\"address.city\" = 1`",
+                                    field_names(model)
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                KeyTarget::Path(lit) => {
+                    let path = lit.value();
+                    if path.is_empty()
+                        || path.starts_with('$')
+                        || path.split('.').any(str::is_empty)
+                    {
+                        cx.error_spanned_by(
+                            lit,
+                            "an index key path must be a dotted field path like \"address.city\"",
+                        );
+                        continue;
+                    }
+                    path
+                }
+            };
+            if !seen_keys.insert(stored.clone()) {
+                cx.syn_error(syn::Error::new(
+                    index.span,
+                    format!("`{stored}` appears twice in this index's keys"),
+                ));
+            }
+            keys.push((stored, key.kind.clone()));
+        }
+        let name = match &index.name {
+            Some(lit) if lit.value().is_empty() => {
+                cx.error_spanned_by(
+                    lit,
+                    "an index name cannot be empty; remove `name` to use MongoDB's default",
+                );
+                continue;
+            }
+            Some(lit) => lit.value(),
+            None => default_index_name(&keys),
+        };
+        if name == "_id_" {
+            cx.syn_error(syn::Error::new(
+                index.span,
+                "`_id_` is MongoDB's own index on `_id`; it cannot be declared",
+            ));
+        }
+        if !names.insert(name.clone()) {
+            cx.syn_error(syn::Error::new(
+                index.span,
+                format!("two indexes are named `{name}`; give one of them `name = \"...\"`"),
+            ));
+        }
+        if index.expire_after.is_some() && keys.len() != 1 {
+            cx.syn_error(syn::Error::new(
+                index.span,
+                "`expire_after` (a TTL index) needs exactly one key, a date field",
+            ));
+        }
+    }
+}
+
+/// MongoDB's default index name: `field_1_other_-1`.
+pub fn default_index_name(keys: &[(String, IndexKind)]) -> String {
+    keys.iter()
+        .map(|(path, kind)| match kind {
+            IndexKind::Ascending => format!("{path}_1"),
+            IndexKind::Descending => format!("{path}_-1"),
+            IndexKind::Special(kind) => format!("{path}_{kind}"),
+        })
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+fn check_fields(cx: &mut Ctxt, model: &Container) {
+    let mut stored = HashSet::new();
+    for field in &model.fields {
+        if let Some(span) = field.attrs.nested {
+            if field.attrs.skip {
+                cx.syn_error(syn::Error::new(
+                    span,
+                    "a skipped field is not stored, so it has no nested paths; remove `nested`",
+                ));
+            }
+            if field.is_id() {
+                cx.syn_error(syn::Error::new(span, "the id field cannot be `nested`"));
+            }
+        }
+        if field.has_path() && !field.attrs.flatten && !stored.insert(field.stored.clone()) {
+            cx.error_spanned_by(
+                field.ident,
+                format!(
+                    "two fields are stored as `{}`; rename one with `#[serde(rename = \"...\")]`",
+                    field.stored
+                ),
+            );
+        }
+        if field.has_path() && !field.attrs.flatten && field.stored.starts_with('$') {
+            cx.error_spanned_by(
+                field.ident,
+                format!(
+                    "MongoDB field names cannot start with `$` (`{}`)",
+                    field.stored
+                ),
+            );
+        }
+        if field.has_path() && field.stored.contains('.') {
+            cx.error_spanned_by(
+                field.ident,
+                format!("`{}` contains a dot, which MongoDB reads as a path into a subdocument; rename it", field.stored),
+            );
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Turns a checked model description into `impl Model` (or `impl Embedded`) and its field paths.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{DeriveInput, GenericArgument, PathArguments, Type};
+
+use crate::ast::{self, Container, Field};
+use crate::attr::{IndexKind, KeyTarget};
+use crate::case::default_collection_name;
+use crate::check::{self, default_index_name};
+use crate::ctxt::Ctxt;
+
+pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let mut cx = Ctxt::default();
+    let Some(model) = ast::from_input(&mut cx, input) else {
+        cx.check()?;
+        return Ok(TokenStream::new());
+    };
+    check::check(&mut cx, &model);
+    cx.check()?;
+    Ok(if model.attrs.embedded.is_some() {
+        expand_embedded(&model)
+    } else {
+        expand_model(&model)
+    })
+}
+
+/// `Option<T>` -> `Some(T)` (the inner type), anything else -> `None`.
+fn option_inner(ty: &Type) -> Option<&Type> {
+    generic_inner(ty, "Option")
+}
+
+fn generic_inner<'a>(ty: &'a Type, wrapper: &str) -> Option<&'a Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != wrapper {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(GenericArgument::Type(inner)) if args.args.len() == 1 => Some(inner),
+        _ => None,
+    }
+}
+
+/// The struct a `#[model(nested)]` field embeds: `T`, `Option<T>` or `Vec<T>` all embed `T`.
+fn embedded_type(ty: &Type) -> &Type {
+    option_inner(ty)
+        .or_else(|| generic_inner(ty, "Vec"))
+        .unwrap_or(ty)
+}
+
+/// One field of the generated paths struct: its declaration and its initialiser.
+fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenStream)> {
+    if !field.has_path() {
+        return None;
+    }
+    let ident = field.ident;
+    let ty = field.ty;
+    let stored = &field.stored;
+    let doc = format!("Path `{stored}`.");
+    let path = if field.attrs.flatten {
+        quote!(::std::borrow::Cow::Owned(
+            ::std::string::ToString::to_string(prefix)
+        ))
+    } else {
+        quote!(__m::join_path(prefix, #stored))
+    };
+    if field.attrs.nested.is_some() {
+        let inner = embedded_type(ty);
+        let sub = quote!(<#inner as ::mongrove::__private::Embedded>::Fields<#root>);
+        Some((
+            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::Nested<#root, #ty, #sub>),
+            quote!(#ident: {
+                let path = #path;
+                let sub = <#inner as __m::Embedded>::__fields_at::<#root>(&path);
+                __m::Nested::__new(path, sub)
+            }),
+        ))
+    } else if field.is_id() {
+        let id_ty = option_inner(ty).unwrap_or(ty);
+        Some((
+            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::IdField<#root, #id_ty>),
+            quote!(#ident: __m::IdField::__new(#path)),
+        ))
+    } else {
+        Some((
+            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::Field<#root, #ty>),
+            quote!(#ident: __m::Field::__new(#path)),
+        ))
+    }
+}
+
+fn expand_model(model: &Container) -> TokenStream {
+    let ident = model.ident;
+    let vis = model.vis;
+    let fields_ident = format_ident!("{}Fields", ident);
+    let root = quote!(#ident);
+    let (decls, inits): (Vec<_>, Vec<_>) = model
+        .fields
+        .iter()
+        .filter_map(|f| path_member(f, &root))
+        .unzip();
+    let fields_doc = format!(
+        "Typed field paths of [`{ident}`], from [`{ident}::fields()`]: build filters, updates and sorts \
+         that the compiler checks against the struct."
+    );
+    let collection = model
+        .attrs
+        .collection
+        .as_ref()
+        .map(|lit| lit.value())
+        .unwrap_or_else(|| default_collection_name(&ident.to_string()));
+
+    let id_field = model.fields.iter().find(|f| f.is_id());
+    let (id_ty, id_get, id_set) = match id_field {
+        Some(field) => {
+            let member = field.ident;
+            match option_inner(field.ty) {
+                Some(inner) => (
+                    quote!(#inner),
+                    quote!(::std::clone::Clone::clone(&self.#member)),
+                    quote!(self.#member = ::std::option::Option::Some(id); true),
+                ),
+                None => {
+                    let ty = field.ty;
+                    (
+                        quote!(#ty),
+                        quote!(::std::option::Option::Some(::std::clone::Clone::clone(&self.#member))),
+                        quote!(self.#member = id; true),
+                    )
+                }
+            }
+        }
+        None => (
+            quote!(__m::ObjectId),
+            quote!(::std::option::Option::None),
+            quote!(let _ = id; false),
+        ),
+    };
+
+    let version_field = model
+        .attrs
+        .version
+        .as_ref()
+        .and_then(|lit| model.fields.iter().find(|f| f.rust_name() == lit.value()));
+    let (version_const, version_get, version_set) = match version_field {
+        Some(field) => {
+            let member = field.ident;
+            let stored = &field.stored;
+            let ty = field.ty;
+            (
+                quote!(::std::option::Option::Some(#stored)),
+                quote!(::std::option::Option::Some(__m::version_to_i64(self.#member))),
+                quote!(self.#member = version as #ty;),
+            )
+        }
+        None => (
+            quote!(::std::option::Option::None),
+            quote!(::std::option::Option::None),
+            quote!(let _ = version;),
+        ),
+    };
+
+    let (timestamps_const, touch) = match &model.attrs.timestamps {
+        Some(ts) => {
+            let created = model
+                .fields
+                .iter()
+                .find(|f| f.rust_name() == ts.created.value());
+            let updated = model
+                .fields
+                .iter()
+                .find(|f| f.rust_name() == ts.updated.value());
+            match (created, updated) {
+                (Some(created), Some(updated)) => {
+                    let (c_member, c_stored) = (created.ident, &created.stored);
+                    let (u_member, u_stored) = (updated.ident, &updated.stored);
+                    (
+                        quote!(::std::option::Option::Some(__m::TimestampFields {
+                            created: #c_stored,
+                            updated: #u_stored,
+                        })),
+                        quote! {
+                            if created {
+                                self.#c_member = ::std::convert::From::from(now);
+                            }
+                            self.#u_member = ::std::convert::From::from(now);
+                        },
+                    )
+                }
+                _ => (
+                    quote!(::std::option::Option::None),
+                    quote!(let _ = (created, now);),
+                ),
+            }
+        }
+        None => (
+            quote!(::std::option::Option::None),
+            quote!(let _ = (created, now);),
+        ),
+    };
+
+    let indexes = model.attrs.indexes.iter().map(|index| {
+        let keys: Vec<(String, IndexKind)> = index
+            .keys
+            .iter()
+            .map(|key| {
+                let path = match &key.target {
+                    KeyTarget::Field(ident) => model
+                        .fields
+                        .iter()
+                        .find(|f| f.rust_name() == ident.to_string())
+                        .map(|f| f.stored.clone())
+                        .unwrap_or_default(),
+                    KeyTarget::Path(lit) => lit.value(),
+                };
+                (path, key.kind.clone())
+            })
+            .collect();
+        let name = index
+            .name
+            .as_ref()
+            .map(|lit| lit.value())
+            .unwrap_or_else(|| default_index_name(&keys));
+        let key_tokens = keys.iter().map(|(path, kind)| {
+            let kind = match kind {
+                IndexKind::Ascending => quote!(__m::IndexKey::Ascending),
+                IndexKind::Descending => quote!(__m::IndexKey::Descending),
+                IndexKind::Special(kind) => quote!(__m::IndexKey::Special(#kind)),
+            };
+            quote!((#path, #kind))
+        });
+        let unique = index.unique;
+        let sparse = index.sparse;
+        let expire = match index.expire_after {
+            Some(secs) => quote!(::std::option::Option::Some(#secs)),
+            None => quote!(::std::option::Option::None),
+        };
+        let partial = match &index.partial {
+            Some(path) => quote!(::std::option::Option::Some(#path as fn() -> __m::Document)),
+            None => quote!(::std::option::Option::None),
+        };
+        quote! {
+            __m::IndexSpec::__new(#name, &[#(#key_tokens),*], #unique, #sparse, #expire, #partial)
+        }
+    });
+
+    let hooks = if model.attrs.hooks.is_some() {
+        quote! {
+            fn __hooks(&mut self) -> ::std::option::Option<&mut dyn __m::DynHooks> {
+                ::std::option::Option::Some(__m::hooks_of(self))
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+
+    quote! {
+        #[doc = #fields_doc]
+        #vis struct #fields_ident {
+            #(#decls,)*
+        }
+
+        impl #ident {
+            /// Typed field paths for filters, updates, sorts and projections.
+            #vis fn fields() -> #fields_ident {
+                <Self as ::mongrove::__private::Model>::fields()
+            }
+        }
+
+        const _: () = {
+            use ::mongrove::__private as __m;
+
+            impl __m::Model for #ident {
+                type Id = #id_ty;
+                type Fields = #fields_ident;
+                const COLLECTION: &'static str = #collection;
+                const VERSION_FIELD: ::std::option::Option<&'static str> = #version_const;
+                const TIMESTAMPS: ::std::option::Option<__m::TimestampFields> = #timestamps_const;
+
+                fn fields() -> #fields_ident {
+                    let prefix = "";
+                    #fields_ident { #(#inits,)* }
+                }
+
+                fn id(&self) -> ::std::option::Option<Self::Id> {
+                    #id_get
+                }
+
+                fn __set_id(&mut self, id: Self::Id) -> bool {
+                    #id_set
+                }
+
+                fn version(&self) -> ::std::option::Option<i64> {
+                    #version_get
+                }
+
+                fn __set_version(&mut self, version: i64) {
+                    #version_set
+                }
+
+                fn __touch(&mut self, created: bool, now: __m::DateTime) {
+                    #touch
+                }
+
+                fn indexes() -> ::std::vec::Vec<__m::IndexSpec> {
+                    ::std::vec![#(#indexes),*]
+                }
+
+                #hooks
+
+                fn __derived() -> __m::Derived {
+                    __m::Derived
+                }
+            }
+        };
+    }
+}
+
+fn expand_embedded(model: &Container) -> TokenStream {
+    let ident = model.ident;
+    let vis = model.vis;
+    let fields_ident = format_ident!("{}Fields", ident);
+    let root = quote!(M);
+    let (decls, inits): (Vec<_>, Vec<_>) = model
+        .fields
+        .iter()
+        .filter_map(|f| path_member(f, &root))
+        .unzip();
+    let doc = format!(
+        "Typed field paths inside an embedded [`{ident}`], reached from the paths of the model that stores it."
+    );
+    quote! {
+        #[doc = #doc]
+        #vis struct #fields_ident<M> {
+            #(#decls,)*
+            __root: ::std::marker::PhantomData<fn() -> M>,
+        }
+
+        const _: () = {
+            use ::mongrove::__private as __m;
+
+            impl __m::Embedded for #ident {
+                type Fields<M> = #fields_ident<M>;
+
+                fn __fields_at<M>(prefix: &str) -> #fields_ident<M> {
+                    #fields_ident { #(#inits,)* __root: ::std::marker::PhantomData }
+                }
+            }
+        };
+    }
+}

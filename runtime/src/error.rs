@@ -1,0 +1,324 @@
+//! The one error type of mongrove.
+
+use std::fmt;
+
+use mongodb::bson::Bson;
+use mongodb::error::{ErrorKind, WriteFailure};
+
+/// The result type of every fallible mongrove operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, named so that a caller can act on it.
+///
+/// Server errors that mongrove does not interpret stay available as [`Error::Driver`]; their
+/// error labels (`TransientTransactionError`, `UnknownTransactionCommitResult`, ...) are kept and
+/// can be queried with [`Error::has_label`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No document matched where one was required.
+    #[error("no document in `{collection}` with _id {}", show_id(.id.as_ref()))]
+    NotFound {
+        /// The collection that was searched.
+        collection: String,
+        /// The id that was looked for, when the operation was by id.
+        id: Option<Bson>,
+    },
+
+    /// The stored document has another version than the one the write expected: somebody else
+    /// changed it since it was loaded. Reload it and apply the change again.
+    #[error(
+        "version conflict in `{collection}` on _id {id}: expected version {expected}, found {found}"
+    )]
+    VersionConflict {
+        /// The collection of the document.
+        collection: String,
+        /// The document's `_id`.
+        id: Bson,
+        /// The version the write was based on.
+        expected: i64,
+        /// The version stored now. (When the document is gone the error is [`Error::NotFound`].)
+        found: i64,
+    },
+
+    /// A unique index rejected the write (server error E11000).
+    #[error("duplicate key in `{collection}`: index `{index}` already has {key}")]
+    DuplicateKey {
+        /// The collection written to.
+        collection: String,
+        /// The name of the unique index.
+        index: String,
+        /// The duplicated key as the server reported it, for example `{ email: "a@example.com" }`.
+        key: String,
+    },
+
+    /// Field rules rejected a document before it was written.
+    #[error("validation failed for `{model}`: {}", show_failures(.failures))]
+    Validation {
+        /// The model type.
+        model: &'static str,
+        /// Every failing field, not only the first.
+        failures: Vec<FieldFailure>,
+    },
+
+    /// A lifecycle hook failed, so the operation was stopped before it wrote anything.
+    #[error("hook `{hook}` of `{model}` failed: {source}")]
+    Hook {
+        /// The model type.
+        model: &'static str,
+        /// The hook, for example `before_save`.
+        hook: &'static str,
+        /// What the hook returned.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A stored document does not fit the model any more (a missing field, a wrong type).
+    #[error(
+        "cannot decode document {} of `{collection}`: field `{field}`: {reason}",
+        show_id(.id.as_ref())
+    )]
+    Decode {
+        /// The collection the document came from.
+        collection: String,
+        /// The document's `_id`, when it has one.
+        id: Option<Bson>,
+        /// The path of the offending field, such as `items[2].qty`, or `.` for the whole document.
+        field: String,
+        /// What serde reported.
+        reason: String,
+    },
+
+    /// A value could not be turned into BSON (for example a `u64` above `i64::MAX`, or a map with
+    /// non-string keys). Nothing was sent to the server.
+    #[error("cannot encode {what} for `{collection}`: {reason}")]
+    Encode {
+        /// The collection the value was meant for.
+        collection: String,
+        /// What was being encoded: a document, or the value for a field path.
+        what: String,
+        /// What the encoder reported.
+        reason: String,
+    },
+
+    /// An operation that needs the document's id was given a document without one.
+    #[error(
+        "the document has no _id yet, so `{operation}` cannot address it in `{collection}`; insert it first"
+    )]
+    MissingId {
+        /// The collection.
+        collection: String,
+        /// The operation that needed the id.
+        operation: &'static str,
+    },
+
+    /// The server refused one write of a batch for a reason other than a duplicate key.
+    #[error("write {index} of a bulk write to `{collection}` failed with code {code}: {message}")]
+    WriteFailed {
+        /// The collection written to.
+        collection: String,
+        /// The position of the failing operation in the batch.
+        index: usize,
+        /// The server's error code.
+        code: i32,
+        /// The server's message.
+        message: String,
+    },
+
+    /// The deployment cannot run multi-document transactions (a standalone `mongod`).
+    #[error(
+        "this MongoDB deployment does not support transactions (a standalone server); run a \
+         single-node replica set (`mongod --replSet rs0`, then `rs.initiate()`), or opt in to \
+         running without a transaction for local development"
+    )]
+    TransactionsUnsupported,
+
+    /// An operation or a retry loop ran out of time.
+    #[error("timed out: {context}")]
+    Timeout {
+        /// What ran out of time, and the last error seen, if any.
+        context: String,
+        /// The last error before the deadline, with its labels.
+        last: Option<Box<Error>>,
+    },
+
+    /// The test kit could not provide a server (only from `mongrove::testkit`).
+    #[error("test server: {0}")]
+    Testkit(String),
+
+    /// An error from the MongoDB driver that mongrove passes on unchanged.
+    #[error(transparent)]
+    Driver(#[from] mongodb::error::Error),
+}
+
+/// One failing field of [`Error::Validation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldFailure {
+    /// The stored field name.
+    pub field: String,
+    /// The rule that failed, for example `range(min = 0)`.
+    pub rule: String,
+    /// A sentence for humans.
+    pub message: String,
+}
+
+impl fmt::Display for FieldFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` {} ({})", self.field, self.message, self.rule)
+    }
+}
+
+fn show_failures(failures: &[FieldFailure]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn show_id(id: Option<&Bson>) -> String {
+    match id {
+        Some(id) => id.to_string(),
+        None => "(no _id)".to_owned(),
+    }
+}
+
+impl Error {
+    /// Whether the server (or the driver) attached this error label, for example
+    /// `TransientTransactionError`. A timeout answers for the last error it kept.
+    pub fn has_label(&self, label: &str) -> bool {
+        match self {
+            Error::Driver(e) => e.contains_label(label),
+            Error::Timeout {
+                last: Some(last), ..
+            } => last.has_label(label),
+            _ => false,
+        }
+    }
+
+    /// All error labels of this error.
+    pub fn labels(&self) -> Vec<String> {
+        match self {
+            Error::Driver(e) => e.labels().iter().cloned().collect(),
+            Error::Timeout {
+                last: Some(last), ..
+            } => last.labels(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The server's error code, when the server sent one.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Error::Driver(e) => server_code(e),
+            Error::DuplicateKey { .. } => Some(11000),
+            Error::WriteFailed { code, .. } => Some(*code),
+            Error::Timeout {
+                last: Some(last), ..
+            } => last.code(),
+            _ => None,
+        }
+    }
+
+    /// Turns a driver error into the variant that names it, in the context of `collection`.
+    pub(crate) fn from_driver(collection: &str, error: mongodb::error::Error) -> Error {
+        match duplicate_key_message(&error) {
+            Some(message) => {
+                let (index, key) = parse_duplicate_key(message);
+                Error::DuplicateKey {
+                    collection: collection.to_owned(),
+                    index,
+                    key,
+                }
+            }
+            None => Error::Driver(error),
+        }
+    }
+}
+
+/// The server's error code carried by a driver error, if any.
+pub(crate) fn server_code(error: &mongodb::error::Error) -> Option<i32> {
+    match error.kind.as_ref() {
+        ErrorKind::Command(e) => Some(e.code),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => Some(e.code),
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .and_then(|errors| errors.first())
+            .map(|e| e.code),
+        _ => None,
+    }
+}
+
+const DUPLICATE_KEY: i32 = 11000;
+
+fn duplicate_key_message(error: &mongodb::error::Error) -> Option<&str> {
+    match error.kind.as_ref() {
+        ErrorKind::Command(e) if e.code == DUPLICATE_KEY => Some(&e.message),
+        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => {
+            Some(&e.message)
+        }
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()?
+            .iter()
+            .find(|e| e.code == DUPLICATE_KEY)
+            .map(|e| e.message.as_str()),
+        _ => None,
+    }
+}
+
+/// Reads the index name and key out of the server's E11000 message:
+/// `E11000 duplicate key error collection: db.users index: email_1 dup key: { email: "a" }`.
+pub(crate) fn parse_duplicate_key(message: &str) -> (String, String) {
+    let index = message
+        .split_once(" index: ")
+        .map(|(_, rest)| {
+            rest.split(" dup key")
+                .next()
+                .unwrap_or(rest)
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_else(|| "(unknown)".to_owned());
+    let key = message
+        .split_once("dup key: ")
+        .map(|(_, rest)| rest.trim().to_owned())
+        .unwrap_or_else(|| message.to_owned());
+    (index, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_key_message_is_parsed() {
+        let (index, key) = parse_duplicate_key(
+            r#"E11000 duplicate key error collection: app.users index: email_1 dup key: { email: "a@b.c" }"#,
+        );
+        assert_eq!(index, "email_1");
+        assert_eq!(key, r#"{ email: "a@b.c" }"#);
+    }
+
+    #[test]
+    fn unexpected_duplicate_key_message_keeps_the_text() {
+        let (index, key) = parse_duplicate_key("E11000 something new");
+        assert_eq!(index, "(unknown)");
+        assert_eq!(key, "E11000 something new");
+    }
+
+    #[test]
+    fn version_conflict_says_both_versions() {
+        let error = Error::VersionConflict {
+            collection: "tickets".into(),
+            id: Bson::Int32(7),
+            expected: 0,
+            found: 1,
+        };
+        assert_eq!(
+            error.to_string(),
+            "version conflict in `tickets` on _id 7: expected version 0, found 1"
+        );
+    }
+}

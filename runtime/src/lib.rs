@@ -1,0 +1,85 @@
+//! mongrove: a typed ODM for MongoDB.
+//!
+//! Derive [`Model`](macro@Model) on a serde struct and get a typed repository:
+//!
+//! ```no_run
+//! use mongrove::{Db, Model};
+//! use mongrove::bson::oid::ObjectId;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize, Model)]
+//! #[model(collection = "tickets", version = "version", index(keys(title = 1), unique))]
+//! struct Ticket {
+//!     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+//!     id: Option<ObjectId>,
+//!     title: String,
+//!     price: f64,
+//!     version: i64,
+//! }
+//!
+//! # async fn run() -> mongrove::Result<()> {
+//! let db = Db::connect("mongodb://127.0.0.1:27017/?replicaSet=rs0", "shop").await?;
+//! let tickets = db.repo::<Ticket>();
+//! let mut ticket = Ticket { id: None, title: "Concert".into(), price: 40.0, version: 0 };
+//! tickets.insert(&mut ticket).await?;
+//! let cheap = tickets.find(Ticket::fields().price.lt(50.0)).limit(10).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The guide (`book/` in the repository) teaches the rest: typed paths, sessions, indexes,
+//! versioning, and the test kit.
+//!
+//! # The derive's attributes
+//!
+//! On the struct, `#[model(...)]` takes:
+//! - `collection = "name"`: the collection (default: the struct name in snake_case, pluralised);
+//! - `version = "field"`: an integer field holding the document version (optimistic concurrency);
+//! - `timestamps` or `timestamps(created = "field", updated = "field")`: `bson::DateTime` fields
+//!   set on insert and on every write;
+//! - `index(keys(field = 1, other = -1), unique, sparse, expire_after = secs, partial = path, name = "...")`,
+//!   repeatable; a key may be a string path (`"address.city" = 1`) or a special kind (`"text"`);
+//! - `hooks`: the model implements [`Hooks`];
+//! - `embedded`: the struct is stored inside other models; it gets typed paths but no collection.
+//!
+//! On a field: `#[model(id)]` (the field stored as `_id`; a field renamed to `_id` is the id
+//! without it) and `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
+//! `Vec` of one). serde's `rename`, `rename_all`, `skip` and `flatten` decide the stored names.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod db;
+mod decode;
+mod error;
+mod hooks;
+mod model;
+pub mod query;
+mod repo;
+mod session;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use db::Db;
+pub use error::{Error, FieldFailure, Result};
+pub use hooks::Hooks;
+pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields};
+pub use mongodb;
+pub use mongodb::bson;
+pub use mongrove_macros::Model;
+pub use query::{Field, Filter, IdField, Nested, Sort, Update};
+pub use repo::{
+    BulkOutcome, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne, FindOneAndUpdate,
+    IndexReport, Insert, InsertMany, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne,
+    UpdateOutcome, WriteOp,
+};
+
+/// Items the generated code names. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::hooks::{DynHooks, hooks_of};
+    pub use crate::model::{
+        Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, version_to_i64,
+    };
+    pub use crate::query::{Field, IdField, Nested, join_path};
+    pub use mongodb::bson::{DateTime, Document, oid::ObjectId};
+}

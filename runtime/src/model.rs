@@ -1,0 +1,171 @@
+//! The traits `#[derive(Model)]` implements, and the index declarations it produces.
+
+use std::fmt::Debug;
+
+use mongodb::bson::{DateTime, Document, doc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::hooks::DynHooks;
+
+/// A struct stored as the documents of one collection. Implemented by `#[derive(Model)]` only.
+///
+/// Besides this trait the derive generates `Self::fields()`, the typed paths used to build
+/// filters, updates and sorts.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a mongrove model",
+    label = "needs `#[derive(Model)]`",
+    note = "add `#[derive(Serialize, Deserialize, Model)]` to the struct"
+)]
+pub trait Model: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+    /// The type of `_id`: the id field's type (without `Option`), or `ObjectId` when the struct
+    /// has no id field and the server or driver generates it.
+    type Id: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static;
+    /// The generated typed paths, `<Name>Fields`.
+    type Fields;
+    /// The collection name: `#[model(collection = "...")]`, or the struct name in snake_case,
+    /// pluralised.
+    const COLLECTION: &'static str;
+    /// The stored name of the version field, from `#[model(version = "...")]`.
+    const VERSION_FIELD: Option<&'static str>;
+    /// The stored names of the timestamp fields, from `#[model(timestamps)]`.
+    const TIMESTAMPS: Option<TimestampFields>;
+
+    /// The typed field paths (also reachable as the inherent `Self::fields()`).
+    fn fields() -> Self::Fields;
+    /// The document's id, or `None` before it has one.
+    fn id(&self) -> Option<Self::Id>;
+    #[doc(hidden)]
+    fn __set_id(&mut self, id: Self::Id) -> bool;
+    /// The version the document was loaded or saved at, for versioned models.
+    fn version(&self) -> Option<i64>;
+    #[doc(hidden)]
+    fn __set_version(&mut self, version: i64);
+    #[doc(hidden)]
+    fn __touch(&mut self, created: bool, now: DateTime);
+    /// The indexes declared with `#[model(index(...))]`.
+    fn indexes() -> Vec<IndexSpec>;
+    #[doc(hidden)]
+    fn __hooks(&mut self) -> Option<&mut dyn DynHooks> {
+        None
+    }
+    #[doc(hidden)]
+    fn __derived() -> Derived;
+}
+
+/// A struct stored inside another model's documents, declared with `#[model(embedded)]`; its
+/// typed paths continue the paths of the field that holds it (`#[model(nested)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is used with `#[model(nested)]` but is not an embedded model",
+    label = "not embedded",
+    note = "add `#[derive(Model)]` and `#[model(embedded)]` to `{Self}`, or remove `#[model(nested)]` from the field"
+)]
+pub trait Embedded: Serialize + DeserializeOwned {
+    /// The generated typed paths, `<Name>Fields<M>`, rooted at model `M`.
+    type Fields<M>;
+    #[doc(hidden)]
+    fn __fields_at<M>(prefix: &str) -> Self::Fields<M>;
+}
+
+/// Marks implementations that come from the derive.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Derived;
+
+/// Stored names of the timestamp fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampFields {
+    /// Set once, on insert.
+    pub created: &'static str,
+    /// Set on insert and on every write.
+    pub updated: &'static str,
+}
+
+/// One key of an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKey {
+    /// `1`
+    Ascending,
+    /// `-1`
+    Descending,
+    /// `"text"`, `"hashed"`, `"2d"` or `"2dsphere"`.
+    Special(&'static str),
+}
+
+/// An index declared on a model with `#[model(index(...))]`.
+#[derive(Debug, Clone)]
+pub struct IndexSpec {
+    /// The index name (MongoDB's default `field_1_other_-1` unless `name` was given).
+    pub name: &'static str,
+    /// Stored field paths with their direction, in order.
+    pub keys: &'static [(&'static str, IndexKey)],
+    /// Rejects a second document with the same key.
+    pub unique: bool,
+    /// Skips documents without the key.
+    pub sparse: bool,
+    /// TTL: documents expire this many seconds after the date in the key.
+    pub expire_after_secs: Option<u64>,
+    /// Only documents matching this filter are indexed.
+    pub partial_filter: Option<fn() -> Document>,
+}
+
+impl IndexSpec {
+    #[doc(hidden)]
+    pub const fn __new(
+        name: &'static str,
+        keys: &'static [(&'static str, IndexKey)],
+        unique: bool,
+        sparse: bool,
+        expire_after_secs: Option<u64>,
+        partial_filter: Option<fn() -> Document>,
+    ) -> Self {
+        IndexSpec {
+            name,
+            keys,
+            unique,
+            sparse,
+            expire_after_secs,
+            partial_filter,
+        }
+    }
+
+    /// The key document, as `createIndexes` takes it.
+    pub fn key_document(&self) -> Document {
+        let mut keys = Document::new();
+        for (path, key) in self.keys {
+            match key {
+                IndexKey::Ascending => keys.insert(*path, 1),
+                IndexKey::Descending => keys.insert(*path, -1),
+                IndexKey::Special(kind) => keys.insert(*path, *kind),
+            };
+        }
+        keys
+    }
+
+    /// The full index document for `createIndexes`, options included.
+    pub fn to_document(&self) -> Document {
+        let mut index = doc! { "key": self.key_document(), "name": self.name };
+        if self.unique {
+            index.insert("unique", true);
+        }
+        if self.sparse {
+            index.insert("sparse", true);
+        }
+        if let Some(secs) = self.expire_after_secs {
+            index.insert(
+                "expireAfterSeconds",
+                i64::try_from(secs).unwrap_or(i64::MAX),
+            );
+        }
+        if let Some(partial) = self.partial_filter {
+            index.insert("partialFilterExpression", partial());
+        }
+        index
+    }
+}
+
+/// Widens a version field of any supported integer type.
+#[doc(hidden)]
+pub fn version_to_i64<T: TryInto<i64>>(version: T) -> i64 {
+    version.try_into().unwrap_or(i64::MAX)
+}

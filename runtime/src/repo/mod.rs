@@ -1,0 +1,219 @@
+//! `Repo<M>`: typed operations on the collection of one model.
+//!
+//! Every operation is a value with option setters that runs when awaited, like the driver's own
+//! actions: `tickets.find(filter).sort(sort).limit(10).await`. Each takes
+//! `.session(&mut session)`; a repository handed out by a transaction scope uses its session
+//! without being told.
+
+mod bulk;
+mod indexes;
+mod read;
+mod write;
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use mongodb::Collection;
+use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
+
+pub use bulk::{BulkOutcome, BulkWrite, WriteOp};
+pub use indexes::{IndexReport, SyncIndexes};
+pub use read::{Count, Exists, Find, FindOne};
+pub use write::{
+    Delete, DeleteMany, FindOneAndUpdate, Insert, InsertMany, Replace, Save, UpdateMany, UpdateOne,
+    UpdateOutcome,
+};
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::query::{EncodeProblem, Filter, Update};
+use crate::session::SharedSession;
+
+/// The typed repository of model `M`, from [`Db::repo`].
+pub struct Repo<M> {
+    db: Db,
+    docs: Collection<Document>,
+    raw: Collection<RawDocumentBuf>,
+    session: Option<SharedSession>,
+    marker: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Repo<M> {
+    fn clone(&self) -> Self {
+        Repo {
+            db: self.db.clone(),
+            docs: self.docs.clone(),
+            raw: self.raw.clone(),
+            session: self.session.clone(),
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<M: Model> fmt::Debug for Repo<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repo")
+            .field("database", &self.db.name())
+            .field("collection", &M::COLLECTION)
+            .field("in_session", &self.session.is_some())
+            .finish()
+    }
+}
+
+impl<M: Model> Repo<M> {
+    pub(crate) fn new(db: Db, session: Option<SharedSession>) -> Self {
+        let database = db.database();
+        Repo {
+            docs: database.collection(M::COLLECTION),
+            raw: database.collection(M::COLLECTION),
+            db,
+            session,
+            marker: PhantomData,
+        }
+    }
+
+    /// The collection name.
+    pub fn collection_name(&self) -> &'static str {
+        M::COLLECTION
+    }
+
+    /// The driver's collection, for anything mongrove does not wrap. Writes made through it skip
+    /// hooks, validation and the version check.
+    pub fn collection(&self) -> &Collection<Document> {
+        &self.docs
+    }
+
+    /// The database this repository belongs to.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Inserts `doc` and fills in its id when the server or driver generated one.
+    pub fn insert<'a>(&'a self, doc: &'a mut M) -> Insert<'a, M> {
+        Insert::new(self, doc)
+    }
+
+    /// Inserts several documents in one round trip (ordered unless told otherwise).
+    pub fn insert_many<'a>(&'a self, docs: &'a mut [M]) -> InsertMany<'a, M> {
+        InsertMany::new(self, docs)
+    }
+
+    /// The document with this `_id`, if there is one.
+    pub fn find_by_id(&self, id: impl Into<M::Id>) -> FindOne<'_, M> {
+        let filter = self.id_filter(&id.into());
+        FindOne::new(self, filter)
+    }
+
+    /// The first document matching `filter`.
+    pub fn find_one(&self, filter: impl Into<Filter<M>>) -> FindOne<'_, M> {
+        FindOne::new(self, filter.into().into_parts())
+    }
+
+    /// Every document matching `filter`; await it for a `Vec`, or call `.stream()`.
+    pub fn find(&self, filter: impl Into<Filter<M>>) -> Find<'_, M> {
+        Find::new(self, filter.into().into_parts())
+    }
+
+    /// How many documents match `filter`.
+    pub fn count(&self, filter: impl Into<Filter<M>>) -> Count<'_, M> {
+        Count::new(self, filter.into().into_parts())
+    }
+
+    /// Whether any document matches `filter`.
+    pub fn exists(&self, filter: impl Into<Filter<M>>) -> Exists<'_, M> {
+        Exists::new(self, filter.into().into_parts())
+    }
+
+    /// Applies `update` to the first document matching `filter`.
+    pub fn update_one(&self, filter: impl Into<Filter<M>>, update: Update<M>) -> UpdateOne<'_, M> {
+        UpdateOne::new(self, filter.into().into_parts(), update.into_parts())
+    }
+
+    /// Applies `update` to every document matching `filter`.
+    pub fn update_many(
+        &self,
+        filter: impl Into<Filter<M>>,
+        update: Update<M>,
+    ) -> UpdateMany<'_, M> {
+        UpdateMany::new(self, filter.into().into_parts(), update.into_parts())
+    }
+
+    /// Applies `update` to the first match and returns it, as it was before (the default) or
+    /// after the update.
+    pub fn find_one_and_update(
+        &self,
+        filter: impl Into<Filter<M>>,
+        update: Update<M>,
+    ) -> FindOneAndUpdate<'_, M> {
+        FindOneAndUpdate::new(self, filter.into().into_parts(), update.into_parts())
+    }
+
+    /// Replaces the first document matching `filter` with `doc`.
+    pub fn replace<'a>(&'a self, filter: impl Into<Filter<M>>, doc: &'a mut M) -> Replace<'a, M> {
+        Replace::new(self, filter.into().into_parts(), doc)
+    }
+
+    /// Writes `doc` back over the stored document with its id. For a versioned model the write
+    /// succeeds only when the stored version is still the loaded one, and the version goes up by
+    /// one; otherwise [`Error::VersionConflict`].
+    pub fn save<'a>(&'a self, doc: &'a mut M) -> Save<'a, M> {
+        Save::new(self, doc)
+    }
+
+    /// Deletes `doc` (by its id). [`Error::NotFound`] when it is already gone.
+    pub fn delete<'a>(&'a self, doc: &'a M) -> Delete<'a, M> {
+        Delete::new(self, doc)
+    }
+
+    /// Deletes every document matching `filter` and returns how many went.
+    pub fn delete_many(&self, filter: impl Into<Filter<M>>) -> DeleteMany<'_, M> {
+        DeleteMany::new(self, filter.into().into_parts())
+    }
+
+    /// Runs a mix of inserts, updates, replacements and deletes in as few round trips as the
+    /// server allows, in order.
+    pub fn bulk_write(&self, ops: Vec<WriteOp<M>>) -> BulkWrite<'_, M> {
+        BulkWrite::new(self, ops)
+    }
+
+    /// Makes the collection's indexes match the model's declarations: creates what is missing,
+    /// drops what is no longer declared or has changed, and reports what it did.
+    pub fn sync_indexes(&self) -> SyncIndexes<'_, M> {
+        SyncIndexes::new(self)
+    }
+
+    pub(crate) fn id_filter(&self, id: &M::Id) -> Result<Document, EncodeProblem> {
+        match bson::to_bson(id) {
+            Ok(id) => Ok(doc! { "_id": id }),
+            Err(e) => Err(EncodeProblem {
+                what: "the _id".to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn encode_problem(&self, problem: EncodeProblem) -> Error {
+        Error::Encode {
+            collection: M::COLLECTION.to_owned(),
+            what: problem.what,
+            reason: problem.reason,
+        }
+    }
+
+    pub(crate) fn driver_error(&self, error: mongodb::error::Error) -> Error {
+        Error::from_driver(M::COLLECTION, error)
+    }
+
+    pub(crate) fn id_bson(&self, doc: &M, operation: &'static str) -> Result<Bson> {
+        let id = doc.id().ok_or_else(|| Error::MissingId {
+            collection: M::COLLECTION.to_owned(),
+            operation,
+        })?;
+        bson::to_bson(&id).map_err(|e| Error::Encode {
+            collection: M::COLLECTION.to_owned(),
+            what: "the _id".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! Reading: find one, find many (collected or streamed), count, exists.
+
+use std::future::IntoFuture;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use mongodb::bson::{Document, RawDocumentBuf, doc};
+use mongodb::options::{CountOptions, FindOneOptions, FindOptions};
+use mongodb::{ClientSession, Cursor, SessionCursor};
+
+use super::Repo;
+use crate::decode::decode;
+use crate::error::Result;
+use crate::model::Model;
+use crate::query::{EncodeProblem, Sort};
+use crate::session::{SessionSlot, SharedSession, run_in};
+
+/// Implements `IntoFuture` for an operation with an `async fn run(self)`.
+macro_rules! awaitable {
+    ($op:ident => $out:ty) => {
+        impl<'a, M: Model> IntoFuture for $op<'a, M> {
+            type Output = Result<$out>;
+            type IntoFuture = BoxFuture<'a, Result<$out>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.run())
+            }
+        }
+    };
+}
+pub(crate) use awaitable;
+
+/// Adds `.session(&mut session)` to an operation with a `session: SessionSlot<'a>` field.
+macro_rules! session_setter {
+    ($op:ident) => {
+        impl<'a, M: Model> $op<'a, M> {
+            /// Runs the operation in `session` (for example inside a transaction you manage).
+            pub fn session(mut self, session: &'a mut ClientSession) -> Self {
+                self.session = SessionSlot::Borrowed(session);
+                self
+            }
+        }
+    };
+}
+pub(crate) use session_setter;
+
+/// The first matching document. Created by [`Repo::find_one`] and [`Repo::find_by_id`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct FindOne<'a, M: Model> {
+    repo: &'a Repo<M>,
+    filter: Result<Document, EncodeProblem>,
+    options: FindOptions,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> FindOne<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
+        FindOne {
+            session: SessionSlot::from_shared(repo.session.as_ref()),
+            repo,
+            filter,
+            options: FindOptions::default(),
+        }
+    }
+
+    /// Which document comes first when several match.
+    pub fn sort(mut self, sort: Sort<M>) -> Self {
+        self.options.sort = Some(sort.into_document());
+        self
+    }
+
+    /// Skips this many matches.
+    pub fn skip(mut self, skip: u64) -> Self {
+        self.options.skip = Some(skip);
+        self
+    }
+
+    /// Returns only some fields; the others must have serde defaults to decode.
+    pub fn projection(mut self, projection: Document) -> Self {
+        self.options.projection = Some(projection);
+        self
+    }
+
+    async fn run(self) -> Result<Option<M>> {
+        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
+        let mut options = self.options;
+        options.limit = Some(-1);
+        let find = Find {
+            repo: self.repo,
+            filter: Ok(filter),
+            options,
+            session: self.session,
+        };
+        let mut results = find.stream().await?;
+        results.next().await.transpose()
+    }
+}
+
+awaitable!(FindOne => Option<M>);
+session_setter!(FindOne);
+
+/// Every matching document. Created by [`Repo::find`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Find<'a, M: Model> {
+    repo: &'a Repo<M>,
+    filter: Result<Document, EncodeProblem>,
+    options: FindOptions,
+    session: SessionSlot<'a>,
+}
+
+/// A cursor together with the session it must be advanced in.
+enum CursorState<'a> {
+    Plain(Cursor<RawDocumentBuf>),
+    Borrowed(SessionCursor<RawDocumentBuf>, &'a mut ClientSession),
+    Shared(SessionCursor<RawDocumentBuf>, SharedSession),
+}
+
+impl<'a, M: Model> Find<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
+        Find {
+            session: SessionSlot::from_shared(repo.session.as_ref()),
+            repo,
+            filter,
+            options: FindOptions::default(),
+        }
+    }
+
+    /// The order of the results.
+    pub fn sort(mut self, sort: Sort<M>) -> Self {
+        self.options.sort = Some(sort.into_document());
+        self
+    }
+
+    /// Skips this many matches.
+    pub fn skip(mut self, skip: u64) -> Self {
+        self.options.skip = Some(skip);
+        self
+    }
+
+    /// Returns at most this many documents.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.options.limit = Some(i64::from(limit));
+        self
+    }
+
+    /// Returns only some fields; the others must have serde defaults to decode.
+    pub fn projection(mut self, projection: Document) -> Self {
+        self.options.projection = Some(projection);
+        self
+    }
+
+    /// How many documents the server sends per round trip.
+    pub fn batch_size(mut self, size: u32) -> Self {
+        self.options.batch_size = Some(size);
+        self
+    }
+
+    /// Streams the results instead of collecting them: memory stays at one batch.
+    pub async fn stream(self) -> Result<BoxStream<'a, Result<M>>> {
+        let repo = self.repo;
+        let filter = self.filter.map_err(|p| repo.encode_problem(p))?;
+        let find = repo.raw.find(filter).with_options(self.options);
+        let state = match self.session {
+            SessionSlot::None => CursorState::Plain(find.await.map_err(|e| repo.driver_error(e))?),
+            SessionSlot::Borrowed(session) => {
+                let cursor = find
+                    .session(&mut *session)
+                    .await
+                    .map_err(|e| repo.driver_error(e))?;
+                CursorState::Borrowed(cursor, session)
+            }
+            SessionSlot::Shared(shared) => {
+                let cursor = {
+                    let mut session = shared.lock().await;
+                    find.session(&mut *session)
+                        .await
+                        .map_err(|e| repo.driver_error(e))?
+                };
+                CursorState::Shared(cursor, shared)
+            }
+        };
+        Ok(stream::unfold(state, move |mut state| async move {
+            let item = next_document::<M>(repo, &mut state).await?;
+            Some((item, state))
+        })
+        .boxed())
+    }
+
+    async fn run(self) -> Result<Vec<M>> {
+        let mut results = self.stream().await?;
+        let mut all = Vec::new();
+        while let Some(item) = results.next().await {
+            all.push(item?);
+        }
+        Ok(all)
+    }
+}
+
+async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) -> Option<Result<M>> {
+    let advanced = match state {
+        CursorState::Plain(cursor) => cursor.advance().await,
+        CursorState::Borrowed(cursor, session) => cursor.advance(session).await,
+        // Locked per batch, so the transaction's other repositories can write between batches.
+        CursorState::Shared(cursor, shared) => cursor.advance(&mut *shared.lock().await).await,
+    };
+    match advanced {
+        Ok(false) => None,
+        Err(e) => Some(Err(repo.driver_error(e))),
+        Ok(true) => {
+            let current = match state {
+                CursorState::Plain(cursor) => cursor.current(),
+                CursorState::Borrowed(cursor, _) | CursorState::Shared(cursor, _) => {
+                    cursor.current()
+                }
+            };
+            Some(decode::<M>(M::COLLECTION, current))
+        }
+    }
+}
+
+awaitable!(Find => Vec<M>);
+session_setter!(Find);
+
+/// The number of matching documents. Created by [`Repo::count`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Count<'a, M: Model> {
+    repo: &'a Repo<M>,
+    filter: Result<Document, EncodeProblem>,
+    limit: Option<u64>,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> Count<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
+        Count {
+            session: SessionSlot::from_shared(repo.session.as_ref()),
+            repo,
+            filter,
+            limit: None,
+        }
+    }
+
+    /// Stops counting at `limit`.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    async fn run(mut self) -> Result<u64> {
+        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
+        let mut options = CountOptions::default();
+        options.limit = self.limit;
+        let mut guard = self.session.lock().await;
+        let count = run_in!(
+            guard,
+            self.repo.docs.count_documents(filter).with_options(options)
+        );
+        count.map_err(|e| self.repo.driver_error(e))
+    }
+}
+
+awaitable!(Count => u64);
+session_setter!(Count);
+
+/// Whether a document matches. Created by [`Repo::exists`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Exists<'a, M: Model> {
+    repo: &'a Repo<M>,
+    filter: Result<Document, EncodeProblem>,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> Exists<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
+        Exists {
+            session: SessionSlot::from_shared(repo.session.as_ref()),
+            repo,
+            filter,
+        }
+    }
+
+    async fn run(mut self) -> Result<bool> {
+        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
+        let mut options = FindOneOptions::default();
+        options.projection = Some(doc! { "_id": 1 });
+        let mut guard = self.session.lock().await;
+        let found = run_in!(guard, self.repo.docs.find_one(filter).with_options(options));
+        found
+            .map(|doc| doc.is_some())
+            .map_err(|e| self.repo.driver_error(e))
+    }
+}
+
+awaitable!(Exists => bool);
+session_setter!(Exists);

@@ -1,0 +1,5 @@
+//! Integration tests against a real `mongod` (see `mongrove::testkit`), one module per topic,
+//! built into one binary so the driver is linked once.
+
+mod common;
+mod quickstart;
