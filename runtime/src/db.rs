@@ -1,16 +1,20 @@
 //! `Db`: a client and a database, handing out repositories.
 
+use std::sync::Arc;
+
 use mongodb::{Client, ClientSession, Database};
 
 use crate::error::Result;
 use crate::model::Model;
 use crate::repo::Repo;
+use crate::session::VersionLedger;
 
 /// A MongoDB database seen through mongrove. Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct Db {
     client: Client,
     database: Database,
+    ledger: Arc<VersionLedger>,
 }
 
 impl Db {
@@ -23,7 +27,11 @@ impl Db {
     /// Uses database `name` of an existing client.
     pub fn new(client: Client, name: &str) -> Db {
         let database = client.database(name);
-        Db { client, database }
+        Db {
+            client,
+            database,
+            ledger: Arc::default(),
+        }
     }
 
     /// The typed repository of model `M`.
@@ -44,6 +52,10 @@ impl Db {
     /// The driver's database handle.
     pub fn database(&self) -> &Database {
         &self.database
+    }
+
+    pub(crate) fn ledger(&self) -> &VersionLedger {
+        &self.ledger
     }
 
     /// The database name.

@@ -3,3 +3,5 @@
 
 mod common;
 mod quickstart;
+mod indexes;
+mod repo;

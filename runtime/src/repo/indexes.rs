@@ -124,13 +124,37 @@ fn same_index(spec: &IndexSpec, existing: &Document) -> bool {
     let declared = spec.to_document();
     let option = |doc: &Document, key: &str| doc.get(key).map(normalize);
     let flag = |doc: &Document, key: &str| doc.get_bool(key).unwrap_or(false);
-    existing.get_document("key").map(|k| normalize_doc(k))
-        == Ok(normalize_doc(&spec.key_document()))
+    listed_key(existing).map(|k| normalize_doc(&k)) == Some(normalize_doc(&spec.key_document()))
         && flag(existing, "unique") == flag(&declared, "unique")
         && flag(existing, "sparse") == flag(&declared, "sparse")
         && option(existing, "expireAfterSeconds") == option(&declared, "expireAfterSeconds")
         && option(existing, "partialFilterExpression")
             == option(&declared, "partialFilterExpression")
+}
+
+/// The key document as it was declared. The server lists a text index as `_fts: "text",
+/// _ftsx: 1` with the text fields under `weights`; put them back in place.
+fn listed_key(existing: &Document) -> Option<Document> {
+    let key = existing.get_document("key").ok()?;
+    if !key.contains_key("_fts") {
+        return Some(key.clone());
+    }
+    let weights = existing.get_document("weights").ok()?;
+    let mut declared = Document::new();
+    for (name, value) in key {
+        match name.as_str() {
+            "_fts" => {
+                for (field, _) in weights {
+                    declared.insert(field, "text");
+                }
+            }
+            "_ftsx" => {}
+            _ => {
+                declared.insert(name, value.clone());
+            }
+        }
+    }
+    Some(declared)
 }
 
 fn normalize(value: &Bson) -> Bson {

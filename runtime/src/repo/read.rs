@@ -171,7 +171,7 @@ impl<'a, M: Model> Find<'a, M> {
             }
             SessionSlot::Shared(shared) => {
                 let cursor = {
-                    let mut session = shared.lock().await;
+                    let mut session = shared.session.lock().await;
                     find.session(&mut *session)
                         .await
                         .map_err(|e| repo.driver_error(e))?
@@ -201,7 +201,7 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
         CursorState::Plain(cursor) => cursor.advance().await,
         CursorState::Borrowed(cursor, session) => cursor.advance(session).await,
         // Locked per batch, so the transaction's other repositories can write between batches.
-        CursorState::Shared(cursor, shared) => cursor.advance(&mut *shared.lock().await).await,
+        CursorState::Shared(cursor, shared) => cursor.advance(&mut *shared.session.lock().await).await,
     };
     match advanced {
         Ok(false) => None,

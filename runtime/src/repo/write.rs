@@ -17,7 +17,7 @@ use crate::decode::{decode_document, encode};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::EncodeProblem;
-use crate::session::{SessionGuard, SessionSlot, run_in};
+use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
 
 /// What an update or replacement did.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,6 +311,15 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
 awaitable!(FindOneAndUpdate => Option<M>);
 session_setter!(FindOneAndUpdate);
 
+/// The result of [`replace_checked`].
+struct Replaced {
+    outcome: UpdateOutcome,
+    /// The version the write required, after correcting a version left by an aborted transaction.
+    expected: Option<i64>,
+    /// The versioned write to remember, when it happened in a transaction scope.
+    write: Option<VersionWrite>,
+}
+
 /// Replaces one document with a model, checking and raising the version of versioned models.
 /// Shared by [`Replace`] and [`Save`].
 async fn replace_checked<M: Model>(
@@ -319,14 +328,22 @@ async fn replace_checked<M: Model>(
     mut filter: Document,
     doc: &mut M,
     upsert: bool,
-) -> Result<UpdateOutcome> {
+) -> Result<Replaced> {
     let now = DateTime::now();
     let mut body = encode(M::COLLECTION, &*doc)?;
     if matches!(body.get("_id"), Some(Bson::Null)) {
         body.remove("_id");
     }
+    let id = body.get("_id").cloned();
     let expected = match (M::VERSION_FIELD, doc.version()) {
-        (Some(field), Some(version)) => {
+        (Some(field), Some(claimed)) => {
+            let version = match &id {
+                Some(id) => repo.db.ledger().correct(M::COLLECTION, id, claimed),
+                None => claimed,
+            };
+            if version != claimed {
+                doc.__set_version(version);
+            }
             filter.insert(field, version);
             body.insert(field, version + 1);
             Some(version)
@@ -338,18 +355,29 @@ async fn replace_checked<M: Model>(
     }
     let mut options = ReplaceOptions::default();
     options.upsert = Some(upsert);
-    let result = run_in!(
-        guard,
-        repo.docs.replace_one(filter, body).with_options(options)
-    );
+    let result = run_in!(guard, repo.docs.replace_one(filter, body).with_options(options));
     let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
+    let mut write = None;
     if outcome.matched > 0 || outcome.upserted_id.is_some() {
         if let Some(version) = expected {
             doc.__set_version(version + 1);
+            if let Some(id) = id.or_else(|| outcome.upserted_id.clone()) {
+                repo.db.ledger().forget(M::COLLECTION, &id);
+                write = Some(VersionWrite {
+                    collection: M::COLLECTION,
+                    id,
+                    before: version,
+                    after: version + 1,
+                });
+            }
         }
         doc.__touch(false, now);
     }
-    Ok(outcome)
+    Ok(Replaced {
+        outcome,
+        expected,
+        write,
+    })
 }
 
 /// Explains why a write addressed to `id` matched nothing: the document is gone, or another
@@ -430,7 +458,12 @@ impl<'a, M: Model> Replace<'a, M> {
     async fn run(mut self) -> Result<UpdateOutcome> {
         let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
         let mut guard = self.session.lock().await;
-        replace_checked(self.repo, &mut guard, filter, self.doc, self.upsert).await
+        let replaced = replace_checked(self.repo, &mut guard, filter, self.doc, self.upsert).await?;
+        drop(guard);
+        if let Some(write) = replaced.write {
+            self.session.record(write);
+        }
+        Ok(replaced.outcome)
     }
 }
 
@@ -457,12 +490,15 @@ impl<'a, M: Model> Save<'a, M> {
     async fn run(mut self) -> Result<()> {
         let repo = self.repo;
         let id = repo.id_bson(self.doc, "save")?;
-        let expected = self.doc.version();
         let mut guard = self.session.lock().await;
         let filter = doc! { "_id": id.clone() };
-        let outcome = replace_checked(repo, &mut guard, filter, self.doc, false).await?;
-        if outcome.matched == 0 {
-            return Err(missing_or_conflict(repo, &mut guard, id, expected).await);
+        let replaced = replace_checked(repo, &mut guard, filter, self.doc, false).await?;
+        if replaced.outcome.matched == 0 {
+            return Err(missing_or_conflict(repo, &mut guard, id, replaced.expected).await);
+        }
+        drop(guard);
+        if let Some(write) = replaced.write {
+            self.session.record(write);
         }
         Ok(())
     }
@@ -492,7 +528,10 @@ impl<'a, M: Model> Delete<'a, M> {
         let repo = self.repo;
         let id = repo.id_bson(self.doc, "delete")?;
         let mut filter = doc! { "_id": id.clone() };
-        let expected = self.doc.version();
+        let expected = self
+            .doc
+            .version()
+            .map(|claimed| repo.db.ledger().correct(M::COLLECTION, &id, claimed));
         if let (Some(field), Some(version)) = (M::VERSION_FIELD, expected) {
             filter.insert(field, version);
         }

@@ -1,0 +1,12 @@
+use mongrove::Model;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Model)]
+struct Ticket {
+    title: String,
+    price: f64,
+}
+
+fn main() {
+    let _ = Ticket::fields().price.unset();
+}
