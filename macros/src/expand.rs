@@ -1,7 +1,8 @@
 //! Turns a checked model description into `impl Model` (or `impl Embedded`) and its field paths.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{DeriveInput, GenericArgument, PathArguments, Type};
 
 use crate::ast::{self, Container, Field};
@@ -70,12 +71,15 @@ fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenS
     };
     if field.attrs.nested.is_some() {
         let inner = embedded_type(ty);
-        let sub = quote!(<#inner as ::mongrove::__private::Embedded>::Fields<#root>);
+        // Spanned at the field's type, so a type that is not `#[model(embedded)]` is reported there.
+        let span = inner.span();
+        let sub = quote_spanned!(span=> <#inner as ::mongrove::__private::Embedded>::Fields<#root>);
+        let sub_init = quote_spanned!(span=> <#inner as __m::Embedded>::__fields_at::<#root>(&path));
         Some((
             quote!(#[doc = #doc] pub #ident: ::mongrove::__private::Nested<#root, #ty, #sub>),
             quote!(#ident: {
                 let path = #path;
-                let sub = <#inner as __m::Embedded>::__fields_at::<#root>(&path);
+                let sub = #sub_init;
                 __m::Nested::__new(path, sub)
             }),
         ))
@@ -248,10 +252,12 @@ fn expand_model(model: &Container) -> TokenStream {
         }
     });
 
-    let hooks = if model.attrs.hooks.is_some() {
+    let hooks = if let Some(span) = model.attrs.hooks {
+        // Spanned at `hooks`, so a missing `impl Hooks` is reported on the attribute that asks for it.
+        let hooks_of = quote_spanned!(span=> __m::hooks_of(self));
         quote! {
             fn __hooks(&mut self) -> ::std::option::Option<&mut dyn __m::DynHooks> {
-                ::std::option::Option::Some(__m::hooks_of(self))
+                ::std::option::Option::Some(#hooks_of)
             }
         }
     } else {

@@ -55,6 +55,7 @@ mod hooks;
 mod model;
 pub mod query;
 mod repo;
+mod retry;
 mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -62,6 +63,7 @@ pub mod testkit;
 pub use db::Db;
 pub use error::{Error, FieldFailure, Result};
 pub use hooks::Hooks;
+pub use retry::{Jitter, RetryPolicy};
 pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields};
 pub use mongodb;
 pub use mongodb::bson;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common;
 
+// ANCHOR: person
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Model)]
 #[model(embedded)]
 pub struct Address {
@@ -35,6 +36,7 @@ pub struct Person {
     #[serde(default)]
     pub nickname: Option<String>,
 }
+// ANCHOR_END: person
 
 pub fn person(email: &str, age: i32, city: &str) -> Person {
     Person {
@@ -70,6 +72,7 @@ async fn stored_names_are_serdes_and_typed_paths_use_them() {
     assert_eq!(keys, ["_id", "mail", "displayName", "age", "tags", "address", "previous", "nickname"]);
     assert_eq!(raw.get_document("address").unwrap(), &doc! { "city": "London", "postCode": "00000" });
 
+    // ANCHOR: paths
     let f = Person::fields();
     assert_eq!(f.email_address.path(), "mail");
     assert_eq!(f.address.city.path(), "address.city");
@@ -82,6 +85,7 @@ async fn stored_names_are_serdes_and_typed_paths_use_them() {
     assert!(people.exists(f.address.city.eq("London")).await.unwrap());
     assert!(people.exists(f.previous.city.eq("Paris")).await.unwrap());
     assert!(!people.exists(f.address.city.eq("Paris")).await.unwrap());
+    // ANCHOR_END: paths
 }
 
 #[tokio::test]

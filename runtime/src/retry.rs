@@ -1,0 +1,536 @@
+//! `RetryPolicy`: how often, how long and how patiently an operation is tried again.
+//!
+//! The policy is pure data plus pure arithmetic (the backoff schedule, the jitter, the deadline
+//! cut-off), so it is tested without a server. The transaction scope
+//! ([`Db::transaction`](crate::Db::transaction)) and optimistic-concurrency helpers run their
+//! loops with it.
+//!
+//! The defaults follow the MongoDB convenient-transaction specification: no cap on the number of
+//! attempts, an overall deadline of 120 seconds, and an exponential backoff between attempts
+//! (5 ms growing by 1.5 per retry, never above 500 ms) with full jitter.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+
+/// How the random part of a backoff delay is drawn.
+///
+/// Jitter spreads out clients that failed together (for example on the same write conflict), so
+/// that they do not collide again at the same moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// The whole delay is random: anywhere from zero up to the computed backoff.
+    #[default]
+    Full,
+    /// Half the delay is fixed, the other half random: between half and all of the backoff.
+    Equal,
+    /// No randomness: exactly the computed backoff. Useful in tests, rarely in production.
+    None,
+}
+
+/// How an operation is retried: how many attempts, for how long, how long to wait in between,
+/// and which errors are worth another attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use mongrove::{Jitter, RetryPolicy};
+///
+/// let policy = RetryPolicy::default()
+///     .max_attempts(5)
+///     .deadline(Duration::from_secs(10))
+///     .backoff(Duration::from_millis(10), Duration::from_secs(1))
+///     .multiplier(2.0)
+///     .jitter(Jitter::Equal)
+///     .retry_version_conflicts(true);
+/// assert_eq!(policy.backoff_ceiling(1), Duration::from_millis(10));
+/// assert_eq!(policy.backoff_ceiling(3), Duration::from_millis(40));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    max_attempts: Option<u32>,
+    deadline: Option<Duration>,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    multiplier: f64,
+    jitter: Jitter,
+    retry_version_conflicts: bool,
+}
+
+/// The overall deadline of the MongoDB convenient-transaction specification.
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
+
+impl Default for RetryPolicy {
+    /// No cap on attempts, a 120 s deadline, backoff from 5 ms by ×1.5 up to 500 ms, full jitter,
+    /// version conflicts not retried.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: None,
+            deadline: Some(DEFAULT_DEADLINE),
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(500),
+            multiplier: 1.5,
+            jitter: Jitter::Full,
+            retry_version_conflicts: false,
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Wait this long, then try again.
+    RetryAfter(Duration),
+    /// The attempt budget is spent.
+    OutOfAttempts,
+    /// Waiting for the next attempt would pass the deadline.
+    PastDeadline,
+}
+
+impl RetryPolicy {
+    /// The default policy (see [`RetryPolicy::default`]).
+    pub fn new() -> Self {
+        RetryPolicy::default()
+    }
+
+    /// A policy that never retries: one attempt.
+    pub fn never() -> Self {
+        RetryPolicy::default().max_attempts(1)
+    }
+
+    /// At most `attempts` attempts in all, the first included (0 counts as 1). Without this
+    /// setter only the deadline limits retries, as the MongoDB specification prescribes.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Removes the cap on attempts (the default): only the deadline limits retries.
+    pub fn unlimited_attempts(mut self) -> Self {
+        self.max_attempts = None;
+        self
+    }
+
+    /// Stops retrying when the next attempt would start later than `deadline` after the first
+    /// one started (120 s by default). The attempt that is running is never interrupted.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Removes the deadline: only [`RetryPolicy::max_attempts`] limits retries. Without an
+    /// attempt cap either, a failure that keeps coming back is retried forever.
+    pub fn no_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
+    }
+
+    /// The wait before the first retry (`initial`) and the most any wait may grow to (`max`).
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// How much each wait grows over the previous one (1.5 by default; values below 1.0, and
+    /// values that are not finite, count as 1.0: a constant wait).
+    pub fn multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = if multiplier.is_finite() && multiplier >= 1.0 {
+            multiplier
+        } else {
+            1.0
+        };
+        self
+    }
+
+    /// How the wait is randomised (full jitter by default).
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Also retry on [`Error::VersionConflict`] (off by default). In a transaction this reruns
+    /// the whole closure, which then loads the document again; it is the right choice when the
+    /// closure reads what it changes.
+    pub fn retry_version_conflicts(mut self, retry: bool) -> Self {
+        self.retry_version_conflicts = retry;
+        self
+    }
+
+    /// The attempt cap, if any.
+    pub fn attempts_limit(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The overall deadline, if any.
+    pub fn deadline_limit(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// Whether version conflicts are retried.
+    pub fn retries_version_conflicts(&self) -> bool {
+        self.retry_version_conflicts
+    }
+
+    /// Whether this policy retries `error`: always when it carries the
+    /// `TransientTransactionError` label, and on [`Error::VersionConflict`] when asked to.
+    pub fn retries(&self, error: &Error) -> bool {
+        error.has_label(TRANSIENT_TRANSACTION_ERROR)
+            || (self.retry_version_conflicts && matches!(error, Error::VersionConflict { .. }))
+    }
+
+    /// The longest wait before retry number `retry` (1 for the first retry), before jitter:
+    /// `initial × multiplier^(retry − 1)`, capped at the maximum backoff.
+    pub fn backoff_ceiling(&self, retry: u32) -> Duration {
+        if retry == 0 {
+            return Duration::ZERO;
+        }
+        let exponent = i32::try_from(retry - 1).unwrap_or(i32::MAX);
+        let factor = self.multiplier.powi(exponent);
+        let max = self.max_backoff.as_secs_f64();
+        let secs = self.initial_backoff.as_secs_f64() * factor;
+        // `factor` may be infinite after many retries; the cap keeps the result finite.
+        if secs.is_finite() && secs < max {
+            Duration::from_secs_f64(secs)
+        } else {
+            self.max_backoff
+        }
+    }
+
+    /// The wait before retry number `retry` (1 for the first) given `unit`, a random draw in
+    /// `[0, 1)` (values outside are clamped): `unit × ceiling` for full jitter,
+    /// `ceiling / 2 + unit × ceiling / 2` for equal jitter, the ceiling without jitter.
+    pub fn backoff_with(&self, retry: u32, unit: f64) -> Duration {
+        let ceiling = self.backoff_ceiling(retry);
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        match self.jitter {
+            Jitter::None => ceiling,
+            Jitter::Full => ceiling.mul_f64(unit),
+            Jitter::Equal => {
+                let half = ceiling / 2;
+                half + (ceiling - half).mul_f64(unit)
+            }
+        }
+    }
+
+    /// The wait before retry number `retry`, with a fresh random draw.
+    pub fn backoff_for(&self, retry: u32) -> Duration {
+        self.backoff_with(retry, rand::random::<f64>())
+    }
+
+    /// Decides what follows failed attempt number `attempts` (1 for the first attempt),
+    /// `elapsed` after the first attempt started, given a random draw `unit`.
+    ///
+    /// As the MongoDB specification says, a retry is skipped when `elapsed` plus the wait
+    /// reaches the deadline.
+    pub(crate) fn next(&self, attempts: u32, elapsed: Duration, unit: f64) -> Next {
+        if self.max_attempts.is_some_and(|max| attempts >= max) {
+            return Next::OutOfAttempts;
+        }
+        let wait = self.backoff_with(attempts, unit);
+        if self.past_deadline(elapsed + wait) {
+            return Next::PastDeadline;
+        }
+        Next::RetryAfter(wait)
+    }
+
+    /// Whether `elapsed` has reached the deadline.
+    pub(crate) fn past_deadline(&self, elapsed: Duration) -> bool {
+        self.deadline.is_some_and(|deadline| elapsed >= deadline)
+    }
+}
+
+/// The label of an error after which the whole transaction may be run again.
+pub(crate) const TRANSIENT_TRANSACTION_ERROR: &str = "TransientTransactionError";
+
+/// Says in words why retries stopped at the deadline.
+pub(crate) fn deadline_context(
+    what: &str,
+    policy: &RetryPolicy,
+    attempts: u32,
+    started: Instant,
+) -> String {
+    let deadline = policy
+        .deadline_limit()
+        .map_or_else(|| "none".to_owned(), |d| format!("{d:?}"));
+    format!(
+        "{what}: stopped retrying after {attempts} attempt{} in {:?}, because the retry deadline \
+         ({deadline}) would pass before the next attempt; the last error is kept",
+        if attempts == 1 { "" } else { "s" },
+        started.elapsed(),
+    )
+}
+
+/// Runs `attempt` (given the attempt number, from 1) until it succeeds, fails with an error that
+/// `is_retryable` rejects, or the policy's budget is spent, sleeping the backoff in between.
+///
+/// - A success, or an error that is not retryable, is returned as it is.
+/// - When the attempt cap is reached, the last error is returned as it is: the caller chose the
+///   number of attempts, and the error is what happened on the last one.
+/// - When the deadline would pass before the next attempt, the result is [`Error::Timeout`]
+///   whose `context` names `what` and says so, and whose `last` keeps the last error (so
+///   [`Error::has_label`] and [`Error::code`] still answer for it).
+#[allow(dead_code)] // The lead's `repo.modify` is the first user outside this module.
+pub(crate) async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    is_retryable: impl Fn(&Error) -> bool,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let started = Instant::now();
+    let mut number = 1;
+    loop {
+        let span = tracing::debug_span!("attempt", what, number);
+        let error = match attempt(number).instrument(span).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if !is_retryable(&error) {
+            return Err(error);
+        }
+        match policy.next(number, started.elapsed(), rand::random::<f64>()) {
+            Next::RetryAfter(wait) => {
+                tracing::debug!(
+                    what,
+                    attempt = number,
+                    wait_ms = wait.as_millis() as u64,
+                    reason = %error,
+                    "retrying"
+                );
+                tokio::time::sleep(wait).await;
+                number += 1;
+            }
+            Next::OutOfAttempts => {
+                tracing::debug!(what, attempts = number, reason = %error, "out of attempts");
+                return Err(error);
+            }
+            Next::PastDeadline => {
+                tracing::debug!(what, attempts = number, reason = %error, "retry deadline reached");
+                return Err(Error::Timeout {
+                    context: deadline_context(what, policy, number, started),
+                    last: Some(Box::new(error)),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn default_follows_the_specification() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.attempts_limit(), None);
+        assert_eq!(policy.deadline_limit(), Some(Duration::from_secs(120)));
+        assert_eq!(policy.backoff_ceiling(1), ms(5));
+        assert_eq!(policy.backoff_ceiling(2), Duration::from_secs_f64(0.0075));
+        assert!(!policy.retries_version_conflicts());
+    }
+
+    #[test]
+    fn schedule_grows_exponentially_up_to_the_cap() {
+        let policy = RetryPolicy::default()
+            .backoff(ms(10), ms(100))
+            .multiplier(2.0)
+            .jitter(Jitter::None);
+        let waits: Vec<_> = (1..=6).map(|n| policy.backoff_with(n, 0.3)).collect();
+        assert_eq!(waits, [ms(10), ms(20), ms(40), ms(80), ms(100), ms(100)]);
+        assert_eq!(policy.backoff_ceiling(0), Duration::ZERO);
+        // Huge retry numbers overflow the factor to infinity; the cap still holds.
+        assert_eq!(policy.backoff_ceiling(u32::MAX), ms(100));
+    }
+
+    #[test]
+    fn silly_settings_are_tamed() {
+        let policy = RetryPolicy::default()
+            .backoff(ms(50), ms(10))
+            .multiplier(f64::NAN)
+            .max_attempts(0);
+        assert_eq!(policy.attempts_limit(), Some(1));
+        // A maximum below the initial wait is raised to it; a NaN multiplier is a constant wait.
+        assert_eq!(policy.backoff_ceiling(1), ms(50));
+        assert_eq!(policy.backoff_ceiling(7), ms(50));
+        assert_eq!(RetryPolicy::default().multiplier(0.5).backoff_ceiling(3), ms(5));
+    }
+
+    #[test]
+    fn full_jitter_stays_between_zero_and_the_ceiling() {
+        let policy = RetryPolicy::default().backoff(ms(8), ms(300)).multiplier(3.0);
+        let mut rng = StdRng::seed_from_u64(7);
+        for retry in 1..=10 {
+            let ceiling = policy.backoff_ceiling(retry);
+            let mut seen_low = false;
+            let mut seen_high = false;
+            for _ in 0..200 {
+                let wait = policy.backoff_with(retry, rng.random::<f64>());
+                assert!(wait <= ceiling, "{wait:?} > {ceiling:?}");
+                seen_low |= wait < ceiling / 4;
+                seen_high |= wait > ceiling * 3 / 4;
+            }
+            assert!(seen_low && seen_high, "jitter spreads over the whole range");
+        }
+        assert_eq!(policy.backoff_with(1, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn equal_jitter_stays_in_the_upper_half() {
+        let policy = RetryPolicy::default()
+            .backoff(ms(10), ms(1000))
+            .jitter(Jitter::Equal);
+        let mut rng = StdRng::seed_from_u64(42);
+        for retry in 1..=8 {
+            let ceiling = policy.backoff_ceiling(retry);
+            for _ in 0..200 {
+                let wait = policy.backoff_with(retry, rng.random::<f64>());
+                assert!(wait >= ceiling / 2 && wait <= ceiling, "{wait:?} vs {ceiling:?}");
+            }
+        }
+        // Out-of-range draws are clamped.
+        assert_eq!(policy.backoff_with(1, 7.0), ms(10));
+        assert_eq!(policy.backoff_with(1, -1.0), ms(5));
+        assert_eq!(policy.backoff_with(1, f64::NAN), ms(5));
+    }
+
+    #[test]
+    fn attempt_cap_and_deadline_cut_retries() {
+        let policy = RetryPolicy::default()
+            .max_attempts(3)
+            .deadline(ms(100))
+            .backoff(ms(10), ms(10))
+            .jitter(Jitter::None);
+        assert_eq!(policy.next(1, ms(0), 0.5), Next::RetryAfter(ms(10)));
+        assert_eq!(policy.next(2, ms(50), 0.5), Next::RetryAfter(ms(10)));
+        assert_eq!(policy.next(3, ms(50), 0.5), Next::OutOfAttempts);
+        // The wait would end exactly at the deadline: the specification says stop.
+        assert_eq!(policy.next(1, ms(90), 0.5), Next::PastDeadline);
+        assert_eq!(policy.next(1, ms(89), 0.5), Next::RetryAfter(ms(10)));
+        let forever = RetryPolicy::default().no_deadline().unlimited_attempts();
+        assert!(matches!(
+            forever.next(1_000_000, Duration::from_secs(1 << 30), 0.5),
+            Next::RetryAfter(_)
+        ));
+        assert!(!forever.past_deadline(Duration::MAX));
+    }
+
+    #[test]
+    fn which_errors_are_retried() {
+        let conflict = Error::VersionConflict {
+            collection: "c".into(),
+            id: 1.into(),
+            expected: 0,
+            found: 1,
+        };
+        assert!(!RetryPolicy::default().retries(&conflict));
+        assert!(
+            RetryPolicy::default()
+                .retry_version_conflicts(true)
+                .retries(&conflict)
+        );
+        assert!(!RetryPolicy::default().retries(&Error::TransactionsUnsupported));
+        let transient = Error::Driver(mongodb::error::Error::custom("x"));
+        assert!(!RetryPolicy::default().retries(&transient));
+    }
+
+    fn conflict() -> Error {
+        Error::VersionConflict {
+            collection: "c".into(),
+            id: 1.into(),
+            expected: 0,
+            found: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn helper_retries_until_success() {
+        let policy = RetryPolicy::default().backoff(ms(1), ms(1));
+        let calls = AtomicU32::new(0);
+        let result = retry(
+            &policy,
+            "test",
+            |e| matches!(e, Error::VersionConflict { .. }),
+            |n| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move { if n < 3 { Err(conflict()) } else { Ok(n) } }
+            },
+        )
+        .await;
+        assert_eq!(result.ok(), Some(3));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn helper_returns_unretryable_errors_at_once() {
+        let calls = AtomicU32::new(0);
+        let result: Result<()> = retry(
+            &RetryPolicy::default(),
+            "test",
+            |_| false,
+            |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(conflict()) }
+            },
+        )
+        .await;
+        assert!(matches!(result, Err(Error::VersionConflict { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn helper_returns_the_last_error_when_attempts_run_out() {
+        let policy = RetryPolicy::default().max_attempts(4).backoff(ms(1), ms(1));
+        let calls = AtomicU32::new(0);
+        let result: Result<()> = retry(
+            &policy,
+            "test",
+            |_| true,
+            |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(conflict()) }
+            },
+        )
+        .await;
+        assert!(matches!(result, Err(Error::VersionConflict { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn helper_reports_the_deadline_with_the_last_error() {
+        // A zero deadline: the first wait already reaches it.
+        let policy = RetryPolicy::default().deadline(Duration::ZERO);
+        let result: Result<()> = retry(&policy, "saving", |_| true, |_| async {
+            Err(conflict())
+        })
+        .await;
+        match result {
+            Err(Error::Timeout {
+                context,
+                last: Some(last),
+            }) => {
+                assert!(context.starts_with("saving: stopped retrying after 1 attempt in"));
+                assert!(context.contains("deadline"));
+                assert!(matches!(*last, Error::VersionConflict { .. }));
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+}
