@@ -24,7 +24,7 @@ pub struct Field<'a> {
 impl Field<'_> {
     /// The field has a path in the database: serde writes it and it is not flattened away.
     pub fn has_path(&self) -> bool {
-        !self.attrs.skip && !(self.attrs.flatten && self.attrs.nested.is_none())
+        !(self.attrs.skip || (self.attrs.flatten && self.attrs.nested.is_none()))
     }
 
     pub fn is_id(&self) -> bool {
@@ -80,7 +80,7 @@ pub fn from_input<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<Container
         .iter()
         .filter_map(|field| {
             let ident = field.ident.as_ref()?;
-            let field_attrs = attr::field(cx, &field.attrs);
+            let field_attrs = attr::field(cx, ident, &field.attrs);
             let rust_name = ident.to_string();
             let rust_name = rust_name.strip_prefix("r#").unwrap_or(&rust_name);
             let stored = match (&field_attrs.rename, attrs.rename_all) {

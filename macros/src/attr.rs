@@ -9,7 +9,8 @@ use crate::case::RenameRule;
 use crate::ctxt::Ctxt;
 
 const CONTAINER_KEYS: &str = "`collection = \"...\"`, `version = \"field\"`, `timestamps`, `hooks`, `index(...)`, `embedded`";
-const FIELD_KEYS: &str = "`id`, `nested`";
+const FIELD_KEYS: &str = "`id`, `nested`, `validate(...)`";
+const RULES: &str = "`range(min = .., max = ..)`, `length(min = .., max = ..)`, `pattern = \"regex\"`, `non_empty`, `custom = path::to_fn`";
 const INDEX_KEYS: &str = "`keys(field = 1, ...)`, `unique`, `sparse`, `expire_after = <seconds>`, `partial = path::to_fn`, `name = \"...\"`";
 
 /// `#[model(...)]` on the struct.
@@ -37,6 +38,8 @@ pub struct IndexAttr {
     pub unique: bool,
     pub sparse: bool,
     pub expire_after: Option<u64>,
+    /// The `expire_after` key, where a misuse of it is reported.
+    pub expire_after_span: Option<Span>,
     pub partial: Option<Path>,
     pub name: Option<LitStr>,
 }
@@ -59,11 +62,29 @@ pub enum IndexKind {
     Special(String),
 }
 
+/// A declarative validation rule on a field.
+pub enum Rule {
+    Range {
+        span: Span,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    Length {
+        span: Span,
+        min: Option<usize>,
+        max: Option<usize>,
+    },
+    Pattern(LitStr),
+    NonEmpty,
+    Custom(Path),
+}
+
 /// `#[model(...)]` and `#[serde(...)]` on a field.
 #[derive(Default)]
 pub struct FieldAttrs {
     pub id: Option<Span>,
     pub nested: Option<Span>,
+    pub rules: Vec<Rule>,
     pub rename: Option<String>,
     pub skip: bool,
     pub flatten: bool,
@@ -111,6 +132,12 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
                     set_once(cx, &mut out.timestamps, ts, &path, "timestamps");
                 } else if path.is_ident("index") {
                     out.indexes.push(parse_index(&meta)?);
+                } else if path.is_ident("id") || path.is_ident("nested") {
+                    return Err(meta.error(format!(
+                        "`{}` belongs on a field, not on the struct: write `#[model({})]` above the field",
+                        path_name(&path),
+                        path_name(&path),
+                    )));
                 } else {
                     return Err(meta.error(format!(
                         "unknown model attribute `{}`; expected one of {CONTAINER_KEYS}",
@@ -145,7 +172,8 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
     out
 }
 
-pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
+/// The attributes of the field named `name` (used in suggestions).
+pub fn field(cx: &mut Ctxt, name: &Ident, attrs: &[Attribute]) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     for attr in attrs {
         if is_model(attr) {
@@ -155,15 +183,15 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
                     set_once(cx, &mut out.id, path.span(), &path, "id");
                 } else if path.is_ident("nested") {
                     set_once(cx, &mut out.nested, path.span(), &path, "nested");
-                } else if path.is_ident("version")
-                    || path.is_ident("collection")
-                    || path.is_ident("index")
-                    || path.is_ident("timestamps")
-                {
+                } else if path.is_ident("validate") {
+                    meta.parse_nested_meta(|rule| {
+                        out.rules.push(parse_rule(&rule)?);
+                        Ok(())
+                    })?;
+                } else if let Some(example) = struct_key_example(&path, name) {
                     return Err(meta.error(format!(
-                        "`{}` belongs on the struct, not on a field: write `#[model({} ...)]` above `struct`",
+                        "`{}` belongs on the struct, not on a field: write `{example}` above `struct`",
                         path_name(&path),
-                        path_name(&path)
                     )));
                 } else {
                     return Err(meta.error(format!(
@@ -198,6 +226,120 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
         }
     }
     out
+}
+
+fn parse_rule(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Rule> {
+    let path = &meta.path;
+    if path.is_ident("range") {
+        let (mut min, mut max) = (None, None);
+        meta.parse_nested_meta(|bound| {
+            let value: Expr = bound.value()?.parse()?;
+            let number = number(&value).ok_or_else(|| {
+                syn::Error::new_spanned(
+                    &value,
+                    "a `range` bound is a number: `range(min = 0, max = 100)`",
+                )
+            })?;
+            if bound.path.is_ident("min") {
+                min = Some(number);
+            } else if bound.path.is_ident("max") {
+                max = Some(number);
+            } else {
+                return Err(
+                    bound.error("`range` takes `min` and `max`: `range(min = 0, max = 100)`")
+                );
+            }
+            Ok(())
+        })?;
+        Ok(Rule::Range {
+            span: path.span(),
+            min,
+            max,
+        })
+    } else if path.is_ident("length") {
+        let (mut min, mut max) = (None, None);
+        meta.parse_nested_meta(|bound| {
+            let lit: syn::LitInt = bound.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "a `length` bound is a whole number: `length(min = 1, max = 80)`",
+                )
+            })?;
+            let value = lit.base10_parse::<usize>()?;
+            if bound.path.is_ident("min") {
+                min = Some(value);
+            } else if bound.path.is_ident("max") {
+                max = Some(value);
+            } else {
+                return Err(
+                    bound.error("`length` takes `min` and `max`: `length(min = 1, max = 80)`")
+                );
+            }
+            Ok(())
+        })?;
+        Ok(Rule::Length {
+            span: path.span(),
+            min,
+            max,
+        })
+    } else if path.is_ident("pattern") {
+        Ok(Rule::Pattern(meta.value()?.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "`pattern` takes a regular expression string: `pattern = \"^[a-z0-9-]+$\"`",
+            )
+        })?))
+    } else if path.is_ident("non_empty") {
+        Ok(Rule::NonEmpty)
+    } else if path.is_ident("custom") {
+        Ok(Rule::Custom(meta.value()?.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "`custom` takes the path of a `fn(&FieldType) -> Result<(), String>`",
+            )
+        })?))
+    } else {
+        Err(meta.error(format!(
+            "unknown validation rule `{}`; expected one of {RULES}",
+            path_name(path)
+        )))
+    }
+}
+
+fn number(value: &Expr) -> Option<f64> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int.base10_parse().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(float),
+            ..
+        }) => float.base10_parse().ok(),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => number(expr).map(|n| -n),
+        _ => None,
+    }
+}
+
+/// For a struct-level key written on the field `field`: the attribute to write on the struct instead.
+fn struct_key_example(key: &Path, field: &Ident) -> Option<String> {
+    let field = field.to_string();
+    let field = field.strip_prefix("r#").unwrap_or(&field);
+    let example = match key.get_ident()?.to_string().as_str() {
+        "version" => format!("#[model(version = \"{field}\")]"),
+        "timestamps" => {
+            format!("#[model(timestamps(created = \"{field}\", updated = \"...\"))]")
+        }
+        "index" => format!("#[model(index(keys({field} = 1)))]"),
+        "collection" => "#[model(collection = \"...\")]".to_owned(),
+        "hooks" => "#[model(hooks)]".to_owned(),
+        "embedded" => "#[model(embedded)]".to_owned(),
+        _ => return None,
+    };
+    Some(example)
 }
 
 /// `name = "x"` or `name(serialize = "x", deserialize = "y")`: the stored name is the serialize one.
@@ -269,6 +411,7 @@ fn parse_index(meta: &syn::meta::ParseNestedMeta) -> syn::Result<IndexAttr> {
         unique: false,
         sparse: false,
         expire_after: None,
+        expire_after_span: None,
         partial: None,
         name: None,
     };
@@ -295,6 +438,7 @@ fn parse_index(meta: &syn::meta::ParseNestedMeta) -> syn::Result<IndexAttr> {
                 syn::Error::new(e.span(), "`expire_after` takes a number of seconds: `expire_after = 3600`")
             })?;
             index.expire_after = Some(lit.base10_parse()?);
+            index.expire_after_span = Some(path.span());
         } else if path.is_ident("partial") {
             index.partial = Some(inner.value()?.parse().map_err(|e| {
                 syn::Error::new(

@@ -93,19 +93,32 @@ fn check_collection(cx: &mut Ctxt, model: &Container) {
 
 fn check_id(cx: &mut Ctxt, model: &Container) {
     let mut ids = model.fields.iter().filter(|f| f.is_id());
-    if let Some(first) = ids.next() {
-        for extra in ids {
-            cx.error_spanned_by(
-                extra.ident,
-                format!(
-                    "a model has exactly one `_id`, and `{}` is already it; remove `#[model(id)]` \
-                     or the `_id` rename from one of them",
-                    first.rust_name()
-                ),
+    let first = ids.next();
+    let extras: Vec<&Field> = ids.collect();
+    if let Some(first) = first {
+        for extra in &extras {
+            let fix = match (extra.attrs.id.is_some(), extra.stored == "_id") {
+                (true, true) => "`#[model(id)]` and the `_id` rename",
+                (true, false) => "`#[model(id)]`",
+                (false, _) => "the `_id` rename",
+            };
+            let message = format!(
+                "a model has exactly one id, and `{}` is already it (stored as `_id`); \
+                 remove {fix} from `{}`",
+                first.rust_name(),
+                extra.rust_name()
             );
+            match extra.attrs.id {
+                Some(span) => cx.syn_error(syn::Error::new(span, message)),
+                None => cx.error_spanned_by(extra.ident, message),
+            }
         }
     }
     for field in &model.fields {
+        // A second id is reported above; telling it to rename to `_id` as well would contradict.
+        if extras.iter().any(|extra| std::ptr::eq(*extra, field)) {
+            continue;
+        }
         if let Some(span) = field.attrs.id {
             if field.attrs.skip {
                 cx.syn_error(syn::Error::new(
@@ -298,15 +311,31 @@ fn check_indexes(cx: &mut Ctxt, model: &Container) {
             ));
         }
         if !names.insert(name.clone()) {
-            cx.syn_error(syn::Error::new(
-                index.span,
-                format!("two indexes are named `{name}`; give one of them `name = \"...\"`"),
-            ));
+            match &index.name {
+                Some(lit) => cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "another index is already named `{name}`; give this one a different `name`"
+                    ),
+                ),
+                None => cx.syn_error(syn::Error::new(
+                    index.span,
+                    format!(
+                        "another index on the same keys already has the default name `{name}`; \
+                         remove this one, or give it `name = \"...\"`"
+                    ),
+                )),
+            }
         }
-        if index.expire_after.is_some() && keys.len() != 1 {
+        if let (Some(secs), Some(span)) = (index.expire_after, index.expire_after_span)
+            && keys.len() != 1
+        {
             cx.syn_error(syn::Error::new(
-                index.span,
-                "`expire_after` (a TTL index) needs exactly one key, a date field",
+                span,
+                format!(
+                    "`expire_after` makes a TTL index, which has exactly one key, a date field; \
+                     declare it as an index of its own: `index(keys(<date field> = 1), expire_after = {secs})`"
+                ),
             ));
         }
     }
@@ -324,9 +353,43 @@ pub fn default_index_name(keys: &[(String, IndexKind)]) -> String {
         .join("_")
 }
 
+fn check_rules(cx: &mut Ctxt, field: &Field) {
+    use crate::attr::Rule;
+    if field.attrs.skip && !field.attrs.rules.is_empty() {
+        cx.error_spanned_by(field.ident, "a field skipped by serde is never stored, so it is not validated; remove `validate(...)`");
+    }
+    for rule in &field.attrs.rules {
+        match rule {
+            Rule::Range { span, min, max } => match (min, max) {
+                (None, None) => cx.syn_error(syn::Error::new(*span, "`range` needs a bound: `range(min = 0)`, `range(max = 100)` or both")),
+                (Some(min), Some(max)) if min > max => cx.syn_error(syn::Error::new(
+                    *span,
+                    format!("this range is empty: `min` ({min}) is above `max` ({max}); swap them"),
+                )),
+                _ => {}
+            },
+            Rule::Length { span, min, max } => match (min, max) {
+                (None, None) => cx.syn_error(syn::Error::new(*span, "`length` needs a bound: `length(min = 1)`, `length(max = 80)` or both")),
+                (Some(min), Some(max)) if min > max => cx.syn_error(syn::Error::new(
+                    *span,
+                    format!("this length range is empty: `min` ({min}) is above `max` ({max}); swap them"),
+                )),
+                _ => {}
+            },
+            Rule::Pattern(lit) => {
+                if let Err(e) = regex_lite::Regex::new(&lit.value()) {
+                    cx.error_spanned_by(lit, format!("this pattern is not a valid regular expression: {e}"));
+                }
+            }
+            Rule::NonEmpty | Rule::Custom(_) => {}
+        }
+    }
+}
+
 fn check_fields(cx: &mut Ctxt, model: &Container) {
     let mut stored = HashSet::new();
     for field in &model.fields {
+        check_rules(cx, field);
         if let Some(span) = field.attrs.nested {
             if field.attrs.skip {
                 cx.syn_error(syn::Error::new(
@@ -338,7 +401,12 @@ fn check_fields(cx: &mut Ctxt, model: &Container) {
                 cx.syn_error(syn::Error::new(span, "the id field cannot be `nested`"));
             }
         }
-        if field.has_path() && !field.attrs.flatten && !stored.insert(field.stored.clone()) {
+        if field.has_path()
+            && !field.attrs.flatten
+            && !stored.insert(field.stored.clone())
+            // Two ids are reported by `check_id`.
+            && (!field.is_id() || model.attrs.embedded.is_some())
+        {
             cx.error_spanned_by(
                 field.ident,
                 format!(

@@ -1,9 +1,9 @@
 //! Turns a checked model description into `impl Model` (or `impl Embedded`) and its field paths.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{DeriveInput, GenericArgument, PathArguments, Type};
+use syn::{DeriveInput, GenericArgument, Ident, PathArguments, Type};
 
 use crate::ast::{self, Container, Field};
 use crate::attr::{IndexKind, KeyTarget};
@@ -73,13 +73,14 @@ fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenS
         let inner = embedded_type(ty);
         // Spanned at the field's type, so a type that is not `#[model(embedded)]` is reported there.
         let span = inner.span();
+        let mut member = ident.clone();
+        member.set_span(span);
         let sub = quote_spanned!(span=> <#inner as ::mongrove::__private::Embedded>::Fields<#root>);
-        let sub_init = quote_spanned!(span=> <#inner as __m::Embedded>::__fields_at::<#root>(&path));
         Some((
-            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::Nested<#root, #ty, #sub>),
-            quote!(#ident: {
+            quote_spanned!(span=> #[doc = #doc] pub #ident: ::mongrove::__private::Nested<#root, #ty, #sub>),
+            quote_spanned!(span=> #member: {
                 let path = #path;
-                let sub = #sub_init;
+                let sub = <#inner as __m::Embedded>::__fields_at::<#root>(&path);
                 __m::Nested::__new(path, sub)
             }),
         ))
@@ -97,10 +98,28 @@ fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenS
     }
 }
 
+/// The name of the paths struct where the derive builds it. Building it checks the type of every
+/// `#[model(nested)]` field again, so with a single such field the name is spanned at that field's
+/// type: the error "not an embedded model" is then reported once, on the type to fix, instead of on
+/// the derive as well.
+fn literal_ident(model: &Container, fields_ident: &Ident) -> Ident {
+    let mut nested = model
+        .fields
+        .iter()
+        .filter(|f| f.has_path() && f.attrs.nested.is_some());
+    let mut ident = fields_ident.clone();
+    ident.set_span(match (nested.next(), nested.next()) {
+        (Some(only), None) => embedded_type(only.ty).span(),
+        _ => Span::call_site(),
+    });
+    ident
+}
+
 fn expand_model(model: &Container) -> TokenStream {
     let ident = model.ident;
     let vis = model.vis;
     let fields_ident = format_ident!("{}Fields", ident);
+    let literal_ident = literal_ident(model, &fields_ident);
     let root = quote!(#ident);
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
@@ -216,7 +235,7 @@ fn expand_model(model: &Container) -> TokenStream {
                     KeyTarget::Field(ident) => model
                         .fields
                         .iter()
-                        .find(|f| f.rust_name() == ident.to_string())
+                        .find(|f| *ident == f.rust_name())
                         .map(|f| f.stored.clone())
                         .unwrap_or_default(),
                     KeyTarget::Path(lit) => lit.value(),
@@ -252,17 +271,48 @@ fn expand_model(model: &Container) -> TokenStream {
         }
     });
 
-    let hooks = if let Some(span) = model.attrs.hooks {
-        // Spanned at `hooks`, so a missing `impl Hooks` is reported on the attribute that asks for it.
-        let hooks_of = quote_spanned!(span=> __m::hooks_of(self));
+    let hooks = if model.attrs.hooks.is_some() {
         quote! {
-            fn __hooks(&mut self) -> ::std::option::Option<&mut dyn __m::DynHooks> {
-                ::std::option::Option::Some(#hooks_of)
+            const HAS_HOOKS: bool = true;
+
+            fn __hook<'a>(
+                &'a mut self,
+                point: __m::HookPoint,
+                ctx: &'a mut __m::HookContext<'_>,
+            ) -> __m::BoxFuture<'a, __m::HookResult> {
+                __m::run_hook(self, point, ctx)
+            }
+
+            fn __hook_ref<'a>(
+                &'a self,
+                point: __m::HookPoint,
+                ctx: &'a mut __m::HookContext<'_>,
+            ) -> __m::BoxFuture<'a, __m::HookResult> {
+                __m::run_hook_ref(self, point, ctx)
+            }
+
+            fn __validate_hook<'a>(
+                &'a self,
+                ctx: &'a mut __m::HookContext<'_>,
+            ) -> __m::BoxFuture<'a, ::std::vec::Vec<__m::FieldFailure>> {
+                __m::run_validate(self, ctx)
+            }
+
+            fn __before_update<'a>(
+                ctx: &'a mut __m::HookContext<'_>,
+                spec: __m::UpdateSpec<'a>,
+            ) -> __m::BoxFuture<'a, __m::HookResult> {
+                __m::run_before_update::<Self>(ctx, spec)
+            }
+
+            fn __after_update<'a>(ctx: &'a mut __m::HookContext<'_>) -> __m::BoxFuture<'a, __m::HookResult> {
+                __m::run_after_update::<Self>(ctx)
             }
         }
     } else {
         TokenStream::new()
     };
+    let field_failures = expand_rules(model);
 
     quote! {
         #[doc = #fields_doc]
@@ -289,7 +339,7 @@ fn expand_model(model: &Container) -> TokenStream {
 
                 fn fields() -> #fields_ident {
                     let prefix = "";
-                    #fields_ident { #(#inits,)* }
+                    #literal_ident { #(#inits,)* }
                 }
 
                 fn id(&self) -> ::std::option::Option<Self::Id> {
@@ -318,6 +368,8 @@ fn expand_model(model: &Container) -> TokenStream {
 
                 #hooks
 
+                #field_failures
+
                 fn __derived() -> __m::Derived {
                     __m::Derived
                 }
@@ -326,10 +378,62 @@ fn expand_model(model: &Container) -> TokenStream {
     }
 }
 
+/// `__field_failures`: one check per declarative rule, all run so every failure is reported.
+fn expand_rules(model: &Container) -> TokenStream {
+    use crate::attr::Rule;
+    let mut checks = Vec::new();
+    for field in model.fields.iter().filter(|f| !f.attrs.skip) {
+        let member = field.ident;
+        let stored = &field.stored;
+        for rule in &field.attrs.rules {
+            let opt = |v: Option<TokenStream>| match v {
+                Some(v) => quote!(::std::option::Option::Some(#v)),
+                None => quote!(::std::option::Option::None),
+            };
+            checks.push(match rule {
+                Rule::Range { min, max, .. } => {
+                    let (min, max) = (opt(min.map(|v| quote!(#v))), opt(max.map(|v| quote!(#v))));
+                    quote!(__m::check_range(&mut failures, #stored, &self.#member, #min, #max);)
+                }
+                Rule::Length { min, max, .. } => {
+                    let (min, max) = (opt(min.map(|v| quote!(#v))), opt(max.map(|v| quote!(#v))));
+                    quote!(__m::check_length(&mut failures, #stored, &self.#member, #min, #max);)
+                }
+                Rule::NonEmpty => {
+                    quote!(__m::check_non_empty(&mut failures, #stored, &self.#member);)
+                }
+                Rule::Pattern(lit) => quote! {
+                    static PATTERN: ::std::sync::OnceLock<::std::option::Option<__m::Regex>> =
+                        ::std::sync::OnceLock::new();
+                    if let ::std::option::Option::Some(regex) = __m::compiled(&PATTERN, #lit) {
+                        __m::check_pattern(&mut failures, #stored, &self.#member, regex);
+                    }
+                },
+                Rule::Custom(path) => {
+                    let name = quote!(#path).to_string().replace(' ', "");
+                    quote!(__m::check_custom(&mut failures, #stored, &self.#member, #name, #path);)
+                }
+            });
+        }
+    }
+    if checks.is_empty() {
+        return TokenStream::new();
+    }
+    let checks = checks.into_iter().map(|check| quote!({ #check }));
+    quote! {
+        fn __field_failures(&self) -> ::std::vec::Vec<__m::FieldFailure> {
+            let mut failures = ::std::vec::Vec::new();
+            #(#checks)*
+            failures
+        }
+    }
+}
+
 fn expand_embedded(model: &Container) -> TokenStream {
     let ident = model.ident;
     let vis = model.vis;
     let fields_ident = format_ident!("{}Fields", ident);
+    let literal_ident = literal_ident(model, &fields_ident);
     let root = quote!(M);
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
@@ -353,7 +457,7 @@ fn expand_embedded(model: &Container) -> TokenStream {
                 type Fields<M> = #fields_ident<M>;
 
                 fn __fields_at<M>(prefix: &str) -> #fields_ident<M> {
-                    #fields_ident { #(#inits,)* __root: ::std::marker::PhantomData }
+                    #literal_ident { #(#inits,)* __root: ::std::marker::PhantomData }
                 }
             }
         };

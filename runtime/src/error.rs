@@ -124,6 +124,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The operation needs a versioned model (`#[model(version = "...")]`).
+    #[error(
+        "`{operation}` needs a versioned model, and `{model}` has no `#[model(version = \"...\")]`"
+    )]
+    NotVersioned {
+        /// The model type.
+        model: &'static str,
+        /// The operation that needed the version.
+        operation: &'static str,
+    },
+
     /// The deployment cannot run multi-document transactions (a standalone `mongod`).
     #[error(
         "this MongoDB deployment does not support transactions (a standalone server); run a \
@@ -139,6 +150,71 @@ pub enum Error {
         context: String,
         /// The last error before the deadline, with its labels.
         last: Option<Box<Error>>,
+    },
+
+    /// A change stream cannot resume because its resume point is no longer in the server's
+    /// oplog (server error 286, `ChangeStreamHistoryLost`): the consumer was away longer than the
+    /// oplog window, and the events in between are gone. Rebuild what the consumer derives from
+    /// a full read of the collection, then clear the stored token to start again from now.
+    #[error(
+        "the change stream on `{collection}` cannot resume: its resume point is no longer in the \
+         oplog, so events were lost; rebuild from a full read, then clear the stored resume \
+         token ({reason})"
+    )]
+    ChangeHistoryLost {
+        /// The watched collection (or `*` for a database-wide stream).
+        collection: String,
+        /// What the server reported.
+        reason: String,
+    },
+
+    /// A change-stream consumer's handler failed; the event's resume token was not recorded, so
+    /// the event is delivered again when the consumer runs again.
+    #[error("the handler of subscription `{subscription}` failed: {source}")]
+    Handler {
+        /// The subscription (the consumer's name in its resume-token store).
+        subscription: String,
+        /// What the handler returned.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The application's own reason to stop, returned from a transaction closure, a tree action
+    /// or a saga step with [`Error::custom`]. It aborts the transaction, is never retried, and
+    /// comes back unchanged; [`Error::downcast_custom`] gets the original value back.
+    #[error("{0}")]
+    Custom(Box<dyn std::error::Error + Send + Sync>),
+
+    /// An action of a transaction tree failed (or the first commit failed before anything was
+    /// committed): every transaction of the tree was aborted, so nothing was written.
+    #[error("transaction tree aborted: node `{node}` failed: {source}")]
+    TreeAborted {
+        /// The node whose action (or commit) failed.
+        node: String,
+        /// What it failed with.
+        source: Box<Error>,
+    },
+
+    /// A commit of a transaction tree failed after other nodes had already committed. The
+    /// compensations of the committed nodes ran; the report says which nodes committed, which
+    /// were compensated, which were aborted and what failed. Nodes committed but not
+    /// compensated (no compensation, or a compensation that failed) need attention.
+    #[error("transaction tree partially committed: {0}")]
+    PartiallyCommitted(Box<crate::coordinate::Report>),
+
+    /// A saga step failed; the steps that had completed were compensated in reverse order. The
+    /// report says which steps completed, which were compensated, and what failed.
+    #[error("saga failed: {0}")]
+    SagaFailed(Box<crate::coordinate::Report>),
+
+    /// A tree action or saga step asked the store for the result of a node that has not run
+    /// before it. Make that node an ancestor or an earlier sibling (or an earlier saga step).
+    #[error(
+        "the result of `{node}` is not in the store yet: only ancestors and earlier siblings \
+         (earlier steps of a saga) have run before this action"
+    )]
+    MissingResult {
+        /// The node whose result was asked for.
+        node: String,
     },
 
     /// The test kit could not provide a server (only from `mongrove::testkit`).
@@ -203,6 +279,25 @@ impl Error {
                 last: Some(last), ..
             } => last.labels(),
             _ => Vec::new(),
+        }
+    }
+
+    /// The application's own error, to return from a transaction closure, a tree action or a
+    /// saga step: the transaction is aborted and the error comes back as [`Error::Custom`].
+    ///
+    /// ```
+    /// let error = mongrove::Error::custom("insufficient funds");
+    /// assert_eq!(error.to_string(), "insufficient funds");
+    /// ```
+    pub fn custom(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        Error::Custom(error.into())
+    }
+
+    /// The application's error inside [`Error::Custom`], if it has type `E`.
+    pub fn downcast_custom<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Custom(error) => error.downcast_ref::<E>(),
+            _ => None,
         }
     }
 

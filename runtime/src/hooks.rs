@@ -1,23 +1,254 @@
 //! Lifecycle hooks, opted into with `#[model(hooks)]`.
+//!
+//! The order, for each operation:
+//!
+//! | operation | hooks, in order |
+//! |---|---|
+//! | `insert`, `insert_many` (per document) | `before_insert`, validation (rules, then `validate`), write, `after_insert` |
+//! | `save`, `replace` | `before_save`, validation, write, `after_save` |
+//! | `update_one`, `update_many`, `find_one_and_update` | `before_update`, write, `after_update` (then `after_load` on the returned document) |
+//! | `delete` | `before_delete`, write, `after_delete` |
+//! | every read that returns a model | `after_load` |
+//!
+//! A failing `before_*` hook (or validation) stops the operation before anything is written and
+//! returns [`Error::Hook`] (or [`Error::Validation`]). A failing `after_*` hook returns
+//! `Error::Hook` although the write happened; inside a transaction that aborts it. `bulk_write` and
+//! `delete_many` run no hooks, as in Mongoose.
 
+use futures_util::future::BoxFuture;
+use mongodb::ClientSession;
+use mongodb::bson::Document;
+
+use crate::db::Db;
+use crate::error::{Error, FieldFailure};
 use crate::model::Model;
+use crate::repo::Repo;
+use crate::session::{SessionSlot, SharedSession};
 
-/// Lifecycle hooks of a model declared with `#[model(hooks)]`.
+/// What a hook returns: any error, which the repository wraps in [`Error::Hook`].
+pub type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// What a hook can reach besides the document: the database and the caller's session.
+///
+/// A write a hook makes through [`HookContext::repo`] joins the caller's transaction scope; when
+/// the caller passed its own session with `.session(&mut s)`, use [`HookContext::session`].
+pub struct HookContext<'a> {
+    db: &'a Db,
+    shared: Option<SharedSession>,
+    borrowed: Option<&'a mut ClientSession>,
+    operation: &'static str,
+}
+
+impl<'a> HookContext<'a> {
+    pub(crate) fn new(db: &'a Db, slot: &'a mut SessionSlot<'_>, operation: &'static str) -> Self {
+        let (shared, borrowed) = match slot {
+            SessionSlot::None => (None, None),
+            SessionSlot::Borrowed(session) => (None, Some(&mut **session)),
+            SessionSlot::Shared(shared) => (Some(shared.clone()), None),
+        };
+        HookContext {
+            db,
+            shared,
+            borrowed,
+            operation,
+        }
+    }
+
+    /// The database of the operation.
+    pub fn db(&self) -> &Db {
+        self.db
+    }
+
+    /// A repository that writes in the caller's transaction scope, if there is one.
+    pub fn repo<X: Model>(&self) -> Repo<X> {
+        match &self.shared {
+            Some(shared) => Repo::new(self.db.clone(), Some(shared.clone())),
+            None => self.db.repo::<X>(),
+        }
+    }
+
+    /// The session the caller passed with `.session(&mut session)`, if any.
+    pub fn session(&mut self) -> Option<&mut ClientSession> {
+        self.borrowed.as_deref_mut()
+    }
+
+    /// Whether the operation runs in a session (a transaction scope or one passed by the caller).
+    pub fn in_session(&self) -> bool {
+        self.shared.is_some() || self.borrowed.is_some()
+    }
+
+    /// The operation that runs the hook: `insert`, `save`, `update_one`, ...
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+}
+
+/// The filter and update of an `update_one`, `update_many` or `find_one_and_update`, which
+/// `before_update` may inspect and change.
+#[derive(Debug)]
+pub struct UpdateSpec<'a> {
+    /// The filter, as the server will receive it.
+    pub filter: &'a mut Document,
+    /// The update operators, as the server will receive them.
+    pub update: &'a mut Document,
+}
+
+/// Lifecycle hooks of a model declared with `#[model(hooks)]`. Every method has a no-op default;
+/// override the ones you need. See the [module documentation](self) for the order.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` declares `#[model(hooks)]` but does not implement `mongrove::Hooks`",
     label = "missing `impl Hooks for {Self}`",
     note = "add `#[mongrove::async_trait] impl mongrove::Hooks for {Self} {{}}` and override the hooks you need, or remove `hooks` from `#[model(...)]`"
 )]
-pub trait Hooks: Model {}
+#[async_trait::async_trait]
+pub trait Hooks: Model {
+    /// Checks the whole document, after the declarative field rules; return every failure.
+    async fn validate(&self, _ctx: &mut HookContext<'_>) -> Vec<FieldFailure> {
+        Vec::new()
+    }
 
-/// Object-safe view of [`Hooks`], so a repository can call them without knowing whether a
-/// model has any.
+    /// Before an insert; may change the document.
+    async fn before_insert(&mut self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// After an insert succeeded (the id is set).
+    async fn after_insert(&self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// Before `save` or `replace` writes the whole document; may change it.
+    async fn before_save(&mut self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// After `save` or `replace` succeeded (the version is the new one).
+    async fn after_save(&self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// Before an update by filter; may change the filter and the update.
+    async fn before_update(_ctx: &mut HookContext<'_>, _spec: UpdateSpec<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// After an update by filter succeeded.
+    async fn after_update(_ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// Before `delete` of a loaded document.
+    async fn before_delete(&self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// After `delete` succeeded.
+    async fn after_delete(&self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+
+    /// After a document was read and decoded; may fill in derived fields.
+    async fn after_load(&mut self, _ctx: &mut HookContext<'_>) -> HookResult {
+        Ok(())
+    }
+}
+
+/// The hook points a repository calls, dispatched by the derive to [`Hooks`].
 #[doc(hidden)]
-pub trait DynHooks: Send {}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPoint {
+    BeforeInsert,
+    AfterInsert,
+    BeforeSave,
+    AfterSave,
+    BeforeDelete,
+    AfterDelete,
+    AfterLoad,
+}
 
-impl<T: Hooks> DynHooks for T {}
+impl HookPoint {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            HookPoint::BeforeInsert => "before_insert",
+            HookPoint::AfterInsert => "after_insert",
+            HookPoint::BeforeSave => "before_save",
+            HookPoint::AfterSave => "after_save",
+            HookPoint::BeforeDelete => "before_delete",
+            HookPoint::AfterDelete => "after_delete",
+            HookPoint::AfterLoad => "after_load",
+        }
+    }
+}
+
+/// Runs a hook that may change the document.
+#[doc(hidden)]
+pub fn run_hook<'a, T: Hooks>(
+    model: &'a mut T,
+    point: HookPoint,
+    ctx: &'a mut HookContext<'_>,
+) -> BoxFuture<'a, HookResult> {
+    match point {
+        HookPoint::BeforeInsert => model.before_insert(ctx),
+        HookPoint::BeforeSave => model.before_save(ctx),
+        HookPoint::AfterLoad => model.after_load(ctx),
+        _ => run_hook_ref(model, point, ctx),
+    }
+}
+
+/// Runs a hook that only reads the document.
+#[doc(hidden)]
+pub fn run_hook_ref<'a, T: Hooks>(
+    model: &'a T,
+    point: HookPoint,
+    ctx: &'a mut HookContext<'_>,
+) -> BoxFuture<'a, HookResult> {
+    match point {
+        HookPoint::AfterInsert => model.after_insert(ctx),
+        HookPoint::AfterSave => model.after_save(ctx),
+        HookPoint::BeforeDelete => model.before_delete(ctx),
+        HookPoint::AfterDelete => model.after_delete(ctx),
+        // The mutable hooks are reached through `run_hook`.
+        HookPoint::BeforeInsert | HookPoint::BeforeSave | HookPoint::AfterLoad => {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+}
 
 #[doc(hidden)]
-pub fn hooks_of<T: Hooks>(model: &mut T) -> &mut dyn DynHooks {
-    model
+pub fn run_validate<'a, T: Hooks>(
+    model: &'a T,
+    ctx: &'a mut HookContext<'_>,
+) -> BoxFuture<'a, Vec<FieldFailure>> {
+    model.validate(ctx)
+}
+
+#[doc(hidden)]
+pub fn run_before_update<'a, T: Hooks>(
+    ctx: &'a mut HookContext<'_>,
+    spec: UpdateSpec<'a>,
+) -> BoxFuture<'a, HookResult> {
+    T::before_update(ctx, spec)
+}
+
+#[doc(hidden)]
+pub fn run_after_update<'a, T: Hooks>(ctx: &'a mut HookContext<'_>) -> BoxFuture<'a, HookResult> {
+    T::after_update(ctx)
+}
+
+/// Wraps what a hook returned.
+pub(crate) fn hook_error<M: Model>(
+    hook: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync>,
+) -> Error {
+    Error::Hook {
+        model: model_name::<M>(),
+        hook,
+        source,
+    }
+}
+
+/// The model's type name without its module path.
+pub(crate) fn model_name<M>() -> &'static str {
+    let name = std::any::type_name::<M>();
+    name.rsplit("::").next().unwrap_or(name)
 }

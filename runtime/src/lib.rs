@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod coordinate;
 mod db;
 mod decode;
 mod error;
@@ -59,29 +60,45 @@ mod retry;
 mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod transaction;
+mod validate;
+pub mod watch;
 
+pub use async_trait::async_trait;
+pub use coordinate::{NodeRef, Saga, Store, TxTree};
 pub use db::Db;
 pub use error::{Error, FieldFailure, Result};
-pub use hooks::Hooks;
-pub use retry::{Jitter, RetryPolicy};
+pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
 pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields};
 pub use mongodb;
 pub use mongodb::bson;
 pub use mongrove_macros::Model;
 pub use query::{Field, Filter, IdField, Nested, Sort, Update};
 pub use repo::{
-    BulkOutcome, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne, FindOneAndUpdate,
-    IndexReport, Insert, InsertMany, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne,
-    UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkOutcome, BulkWrite, Count, Delete, DeleteMany, Exists, Find,
+    FindOne, FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save,
+    SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
+pub use retry::{Jitter, RetryPolicy};
+pub use transaction::{Standalone, Tx, TxOptions};
+pub use validate::{LengthValue, PatternValue, RangeValue};
 
 /// Items the generated code names. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::hooks::{DynHooks, hooks_of};
+    pub use crate::error::FieldFailure;
+    pub use crate::hooks::{
+        HookContext, HookPoint, HookResult, UpdateSpec, run_after_update, run_before_update,
+        run_hook, run_hook_ref, run_validate,
+    };
     pub use crate::model::{
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, version_to_i64,
     };
     pub use crate::query::{Field, IdField, Nested, join_path};
+    pub use crate::validate::{
+        check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,
+    };
+    pub use futures_util::future::BoxFuture;
     pub use mongodb::bson::{DateTime, Document, oid::ObjectId};
+    pub use regex_lite::Regex;
 }

@@ -6,7 +6,10 @@ use mongodb::bson::{DateTime, Document, doc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::hooks::DynHooks;
+use futures_util::future::BoxFuture;
+
+use crate::error::FieldFailure;
+use crate::hooks::{HookContext, HookPoint, HookResult, UpdateSpec};
 
 /// A struct stored as the documents of one collection. Implemented by `#[derive(Model)]` only.
 ///
@@ -45,9 +48,52 @@ pub trait Model: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     fn __touch(&mut self, created: bool, now: DateTime);
     /// The indexes declared with `#[model(index(...))]`.
     fn indexes() -> Vec<IndexSpec>;
+    /// Whether the model implements [`Hooks`](crate::Hooks) (`#[model(hooks)]`).
     #[doc(hidden)]
-    fn __hooks(&mut self) -> Option<&mut dyn DynHooks> {
-        None
+    const HAS_HOOKS: bool = false;
+    #[doc(hidden)]
+    fn __hook<'a>(
+        &'a mut self,
+        point: HookPoint,
+        ctx: &'a mut HookContext<'_>,
+    ) -> BoxFuture<'a, HookResult> {
+        let _ = (point, ctx);
+        Box::pin(std::future::ready(Ok(())))
+    }
+    #[doc(hidden)]
+    fn __hook_ref<'a>(
+        &'a self,
+        point: HookPoint,
+        ctx: &'a mut HookContext<'_>,
+    ) -> BoxFuture<'a, HookResult> {
+        let _ = (point, ctx);
+        Box::pin(std::future::ready(Ok(())))
+    }
+    #[doc(hidden)]
+    fn __validate_hook<'a>(
+        &'a self,
+        ctx: &'a mut HookContext<'_>,
+    ) -> BoxFuture<'a, Vec<FieldFailure>> {
+        let _ = ctx;
+        Box::pin(std::future::ready(Vec::new()))
+    }
+    #[doc(hidden)]
+    fn __before_update<'a>(
+        ctx: &'a mut HookContext<'_>,
+        spec: UpdateSpec<'a>,
+    ) -> BoxFuture<'a, HookResult> {
+        let _ = (ctx, spec);
+        Box::pin(std::future::ready(Ok(())))
+    }
+    #[doc(hidden)]
+    fn __after_update<'a>(ctx: &'a mut HookContext<'_>) -> BoxFuture<'a, HookResult> {
+        let _ = ctx;
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// The failures of the declarative field rules (`#[model(validate(...))]`).
+    #[doc(hidden)]
+    fn __field_failures(&self) -> Vec<FieldFailure> {
+        Vec::new()
     }
     #[doc(hidden)]
     fn __derived() -> Derived;

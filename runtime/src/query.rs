@@ -36,6 +36,48 @@ fn encode<V: Serialize>(path: &str, value: &V) -> Result<Bson, EncodeProblem> {
     })
 }
 
+/// A value that a path to a field of type `T` accepts: a `T`, or anything that converts into one
+/// with [`Into`] (`&str` for a `String` field, `i32` for an `f64` field, ...).
+///
+/// Implemented for every such type; it exists so that a value of the wrong type is reported as
+/// such rather than as a missing `From` implementation.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a value for a field of type `{T}`",
+    label = "expected a `{T}`",
+    note = "a typed path compares and sets values of its field's Rust type `{T}`, or of a type that converts into it with `Into`"
+)]
+pub trait FieldValue<T>: Into<T> {}
+
+#[diagnostic::do_not_recommend]
+impl<T, V: Into<T>> FieldValue<T> for V {}
+
+mod sealed {
+    pub trait Sealed {}
+
+    impl<T> Sealed for Option<T> {}
+}
+
+/// The field types that [`Field::unset`] accepts: `Option<T>`, so that a document read back
+/// after the field was removed still decodes.
+#[diagnostic::on_unimplemented(
+    message = "`unset` removes the field, but a `{Self}` field must always be present",
+    label = "this field is not an `Option`",
+    note = "to allow removing it, declare the field as `Option<{Self}>`; to change its value, use `set`"
+)]
+pub trait Optional: sealed::Sealed {}
+
+impl<T> Optional for Option<T> {}
+
+/// Never implemented: a stored document's `_id` cannot change. It only makes `set` on an
+/// [`IdField`] fail with a message that says so.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the id field cannot be updated: MongoDB never changes a stored document's `_id`",
+    label = "`_id` is fixed when the document is inserted",
+    note = "to give a document another id, insert a copy with the new id and delete the old one; to find a document by id, use `eq` or `Repo::find_by_id`"
+)]
+pub trait UpdatableId: sealed::Sealed {}
+
 /// A typed path to a field of model `M` whose Rust type is `T`.
 pub struct Field<M, T> {
     path: Cow<'static, str>,
@@ -94,33 +136,33 @@ macro_rules! path_basics {
 
         impl<M, T: Serialize> $name<M, T> {
             /// Field equals `value`.
-            pub fn eq(&self, value: impl Into<T>) -> Filter<M> {
+            pub fn eq(&self, value: impl FieldValue<T>) -> Filter<M> {
                 let value = encode(self.path(), &value.into());
                 Filter::field(self.path(), value)
             }
 
             /// Field does not equal `value`.
-            pub fn ne(&self, value: impl Into<T>) -> Filter<M> {
+            pub fn ne(&self, value: impl FieldValue<T>) -> Filter<M> {
                 self.compare("$ne", value.into())
             }
 
             /// Field is greater than `value`.
-            pub fn gt(&self, value: impl Into<T>) -> Filter<M> {
+            pub fn gt(&self, value: impl FieldValue<T>) -> Filter<M> {
                 self.compare("$gt", value.into())
             }
 
             /// Field is greater than or equal to `value`.
-            pub fn gte(&self, value: impl Into<T>) -> Filter<M> {
+            pub fn gte(&self, value: impl FieldValue<T>) -> Filter<M> {
                 self.compare("$gte", value.into())
             }
 
             /// Field is less than `value`.
-            pub fn lt(&self, value: impl Into<T>) -> Filter<M> {
+            pub fn lt(&self, value: impl FieldValue<T>) -> Filter<M> {
                 self.compare("$lt", value.into())
             }
 
             /// Field is less than or equal to `value`.
-            pub fn lte(&self, value: impl Into<T>) -> Filter<M> {
+            pub fn lte(&self, value: impl FieldValue<T>) -> Filter<M> {
                 self.compare("$lte", value.into())
             }
 
@@ -158,12 +200,12 @@ path_basics!(IdField);
 
 impl<M, T: Serialize> Field<M, T> {
     /// `$set`: replace the field's value.
-    pub fn set(&self, value: impl Into<T>) -> Update<M> {
+    pub fn set(&self, value: impl FieldValue<T>) -> Update<M> {
         Update::op("$set", self.path(), encode(self.path(), &value.into()))
     }
 
     /// `$setOnInsert`: set the field only when an upsert inserts the document.
-    pub fn set_on_insert(&self, value: impl Into<T>) -> Update<M> {
+    pub fn set_on_insert(&self, value: impl FieldValue<T>) -> Update<M> {
         Update::op(
             "$setOnInsert",
             self.path(),
@@ -172,13 +214,30 @@ impl<M, T: Serialize> Field<M, T> {
     }
 }
 
-impl<M, T> Field<M, Option<T>> {
+impl<M, T> Field<M, T> {
     /// `$unset`: remove the field. Only optional fields can be unset, so that a document read
     /// back still decodes.
-    pub fn unset(&self) -> Update<M> {
+    pub fn unset(&self) -> Update<M>
+    where
+        T: Optional,
+    {
         Update::op("$unset", self.path(), Ok(Bson::String(String::new())))
     }
+}
 
+impl<M, T> IdField<M, T> {
+    /// Does not compile: `_id` cannot be updated. Present only to say so.
+    #[doc(hidden)]
+    pub fn set<V>(&self, value: V) -> Update<M>
+    where
+        T: UpdatableId,
+    {
+        let _ = value;
+        Update::raw(Document::new())
+    }
+}
+
+impl<M, T> Field<M, Option<T>> {
     /// Field is absent or null.
     pub fn is_none(&self) -> Filter<M> {
         Filter::field(self.path(), Ok(Bson::Null))
@@ -224,7 +283,7 @@ impl<M, T: Numeric> Field<M, Option<T>> {
 
 impl<M, T: Serialize> Field<M, Vec<T>> {
     /// `$push`: append one element.
-    pub fn push(&self, value: impl Into<T>) -> Update<M> {
+    pub fn push(&self, value: impl FieldValue<T>) -> Update<M> {
         Update::op("$push", self.path(), encode(self.path(), &value.into()))
     }
 
@@ -239,12 +298,12 @@ impl<M, T: Serialize> Field<M, Vec<T>> {
     }
 
     /// `$addToSet`: append the element unless it is already there.
-    pub fn add_to_set(&self, value: impl Into<T>) -> Update<M> {
+    pub fn add_to_set(&self, value: impl FieldValue<T>) -> Update<M> {
         Update::op("$addToSet", self.path(), encode(self.path(), &value.into()))
     }
 
     /// `$pull`: remove every element equal to `value`.
-    pub fn pull(&self, value: impl Into<T>) -> Update<M> {
+    pub fn pull(&self, value: impl FieldValue<T>) -> Update<M> {
         Update::op("$pull", self.path(), encode(self.path(), &value.into()))
     }
 
@@ -263,7 +322,7 @@ impl<M, T: Serialize> Field<M, Vec<T>> {
     }
 
     /// The array contains an element equal to `value`.
-    pub fn contains(&self, value: impl Into<T>) -> Filter<M> {
+    pub fn contains(&self, value: impl FieldValue<T>) -> Filter<M> {
         Filter::field(self.path(), encode(self.path(), &value.into()))
     }
 

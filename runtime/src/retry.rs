@@ -370,12 +370,17 @@ mod tests {
         // A maximum below the initial wait is raised to it; a NaN multiplier is a constant wait.
         assert_eq!(policy.backoff_ceiling(1), ms(50));
         assert_eq!(policy.backoff_ceiling(7), ms(50));
-        assert_eq!(RetryPolicy::default().multiplier(0.5).backoff_ceiling(3), ms(5));
+        assert_eq!(
+            RetryPolicy::default().multiplier(0.5).backoff_ceiling(3),
+            ms(5)
+        );
     }
 
     #[test]
     fn full_jitter_stays_between_zero_and_the_ceiling() {
-        let policy = RetryPolicy::default().backoff(ms(8), ms(300)).multiplier(3.0);
+        let policy = RetryPolicy::default()
+            .backoff(ms(8), ms(300))
+            .multiplier(3.0);
         let mut rng = StdRng::seed_from_u64(7);
         for retry in 1..=10 {
             let ceiling = policy.backoff_ceiling(retry);
@@ -402,7 +407,10 @@ mod tests {
             let ceiling = policy.backoff_ceiling(retry);
             for _ in 0..200 {
                 let wait = policy.backoff_with(retry, rng.random::<f64>());
-                assert!(wait >= ceiling / 2 && wait <= ceiling, "{wait:?} vs {ceiling:?}");
+                assert!(
+                    wait >= ceiling / 2 && wait <= ceiling,
+                    "{wait:?} vs {ceiling:?}"
+                );
             }
         }
         // Out-of-range draws are clamped.
@@ -517,10 +525,8 @@ mod tests {
     async fn helper_reports_the_deadline_with_the_last_error() {
         // A zero deadline: the first wait already reaches it.
         let policy = RetryPolicy::default().deadline(Duration::ZERO);
-        let result: Result<()> = retry(&policy, "saving", |_| true, |_| async {
-            Err(conflict())
-        })
-        .await;
+        let result: Result<()> =
+            retry(&policy, "saving", |_| true, |_| async { Err(conflict()) }).await;
         match result {
             Err(Error::Timeout {
                 context,

@@ -57,7 +57,9 @@ pub(crate) struct VersionLedger {
 impl VersionLedger {
     /// Records the versioned writes of an aborted attempt.
     pub(crate) fn record_rollback(&self, writes: Vec<VersionWrite>) {
-        let Ok(mut map) = self.rolled_back.lock() else { return };
+        let Ok(mut map) = self.rolled_back.lock() else {
+            return;
+        };
         for write in writes {
             let key = (write.collection, write.id.to_string());
             // Several saves of one document in one attempt: the first `before` is the real one.
@@ -69,7 +71,9 @@ impl VersionLedger {
     /// The version to expect for a model claiming `claimed`: the server's, when `claimed` came
     /// from an aborted transaction.
     pub(crate) fn correct(&self, collection: &'static str, id: &Bson, claimed: i64) -> i64 {
-        let Ok(mut map) = self.rolled_back.lock() else { return claimed };
+        let Ok(mut map) = self.rolled_back.lock() else {
+            return claimed;
+        };
         let key = (collection, id.to_string());
         match map.get(&key) {
             Some((stale, real)) if *stale == claimed => {

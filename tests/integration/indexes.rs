@@ -55,9 +55,20 @@ mod v2 {
 }
 
 async fn listed(db: &mongrove::Db) -> Vec<Document> {
-    let reply = db.database().run_command(doc! { "listIndexes": "events" }).await.unwrap();
-    let batch = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap();
-    let mut indexes: Vec<Document> = batch.iter().map(|b| b.as_document().unwrap().clone()).collect();
+    let reply = db
+        .database()
+        .run_command(doc! { "listIndexes": "events" })
+        .await
+        .unwrap();
+    let batch = reply
+        .get_document("cursor")
+        .unwrap()
+        .get_array("firstBatch")
+        .unwrap();
+    let mut indexes: Vec<Document> = batch
+        .iter()
+        .map(|b| b.as_document().unwrap().clone())
+        .collect();
     indexes.sort_by_key(|d| d.get_str("name").unwrap().to_owned());
     indexes
 }
@@ -75,9 +86,18 @@ async fn sync_indexes_converges_after_a_model_changes() {
     assert_eq!(report.created, ["kind_1_at_-1", "slug_1", "ttl_at"]);
     assert!(report.dropped.is_empty() && report.unchanged.is_empty());
     let indexes = listed(&db).await;
-    assert_eq!(names(&indexes), ["_id_", "kind_1_at_-1", "slug_1", "ttl_at"]);
+    assert_eq!(
+        names(&indexes),
+        ["_id_", "kind_1_at_-1", "slug_1", "ttl_at"]
+    );
     assert_eq!(indexes[2].get_bool("unique"), Ok(true));
-    assert_eq!(indexes[3].get_i32("expireAfterSeconds").map(i64::from).or(indexes[3].get_i64("expireAfterSeconds")), Ok(3600));
+    assert_eq!(
+        indexes[3]
+            .get_i32("expireAfterSeconds")
+            .map(i64::from)
+            .or(indexes[3].get_i64("expireAfterSeconds")),
+        Ok(3600)
+    );
 
     // Running again changes nothing.
     let again = first.sync_indexes().await.unwrap();
@@ -85,11 +105,20 @@ async fn sync_indexes_converges_after_a_model_changes() {
     assert_eq!(again.unchanged.len(), 3);
 
     // An index created by hand that the model does not declare is dropped too.
-    db.database().run_command(doc! { "createIndexes": "events", "indexes": [{ "key": { "x": 1 }, "name": "x_1" }] }).await.unwrap();
+    db.database()
+        .run_command(
+            doc! { "createIndexes": "events", "indexes": [{ "key": { "x": 1 }, "name": "x_1" }] },
+        )
+        .await
+        .unwrap();
 
     let second = db.repo::<v2::Event>();
     let preview = second.sync_indexes().dry_run().await.unwrap();
-    assert_eq!(names(&listed(&db).await).len(), 5, "a dry run changes nothing");
+    assert_eq!(
+        names(&listed(&db).await).len(),
+        5,
+        "a dry run changes nothing"
+    );
     let mut report = second.sync_indexes().await.unwrap();
     assert_eq!(preview, report);
     report.created.sort();
@@ -98,13 +127,26 @@ async fn sync_indexes_converges_after_a_model_changes() {
     assert_eq!(report.dropped, ["slug_1", "ttl_at", "x_1"]);
     assert_eq!(report.created, ["hot", "slug_1", "title_text"]);
     let indexes = listed(&db).await;
-    assert_eq!(names(&indexes), ["_id_", "hot", "kind_1_at_-1", "slug_1", "title_text"]);
-    assert_eq!(indexes[1].get_document("partialFilterExpression").unwrap(), &doc! { "published": true });
-    assert_eq!(indexes[1].get_document("key").unwrap(), &doc! { "published": 1, "meta.score": -1 });
+    assert_eq!(
+        names(&indexes),
+        ["_id_", "hot", "kind_1_at_-1", "slug_1", "title_text"]
+    );
+    assert_eq!(
+        indexes[1].get_document("partialFilterExpression").unwrap(),
+        &doc! { "published": true }
+    );
+    assert_eq!(
+        indexes[1].get_document("key").unwrap(),
+        &doc! { "published": 1, "meta.score": -1 }
+    );
     assert_eq!(indexes[3].get_bool("sparse"), Ok(true));
     assert!(indexes[3].get_bool("unique").is_err());
 
     let settled = second.sync_indexes().await.unwrap();
-    assert!(settled.created.is_empty() && settled.dropped.is_empty(), "{settled:?} {:?}", listed(&db).await);
+    assert!(
+        settled.created.is_empty() && settled.dropped.is_empty(),
+        "{settled:?} {:?}",
+        listed(&db).await
+    );
     assert_eq!(settled.unchanged.len(), 4);
 }

@@ -2,6 +2,8 @@
 //! built into one binary so the driver is linked once.
 
 mod common;
-mod quickstart;
+mod hooks;
 mod indexes;
+mod quickstart;
 mod repo;
+mod versioning;

@@ -45,7 +45,10 @@ pub fn person(email: &str, age: i32, city: &str) -> Person {
         display_name: email.split('@').next().unwrap_or(email).to_owned(),
         age,
         tags: Vec::new(),
-        address: Address { city: city.to_owned(), zip: "00000".to_owned() },
+        address: Address {
+            city: city.to_owned(),
+            zip: "00000".to_owned(),
+        },
         previous: Vec::new(),
         cache_hits: 7,
         nickname: None,
@@ -57,7 +60,10 @@ async fn stored_names_are_serdes_and_typed_paths_use_them() {
     let db = common::db().await;
     let people = db.repo::<Person>();
     let mut ada = person("ada@example.com", 36, "London");
-    ada.previous.push(Address { city: "Paris".into(), zip: "75001".into() });
+    ada.previous.push(Address {
+        city: "Paris".into(),
+        zip: "75001".into(),
+    });
     let id = people.insert(&mut ada).await.unwrap();
     assert_eq!(ada.id, Some(id));
 
@@ -69,8 +75,23 @@ async fn stored_names_are_serdes_and_typed_paths_use_them() {
         .unwrap()
         .expect("the document is stored");
     let keys: Vec<&str> = raw.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["_id", "mail", "displayName", "age", "tags", "address", "previous", "nickname"]);
-    assert_eq!(raw.get_document("address").unwrap(), &doc! { "city": "London", "postCode": "00000" });
+    assert_eq!(
+        keys,
+        [
+            "_id",
+            "mail",
+            "displayName",
+            "age",
+            "tags",
+            "address",
+            "previous",
+            "nickname"
+        ]
+    );
+    assert_eq!(
+        raw.get_document("address").unwrap(),
+        &doc! { "city": "London", "postCode": "00000" }
+    );
 
     // ANCHOR: paths
     let f = Person::fields();
@@ -78,7 +99,10 @@ async fn stored_names_are_serdes_and_typed_paths_use_them() {
     assert_eq!(f.address.city.path(), "address.city");
     assert_eq!(f.address.zip.path(), "address.postCode");
     assert_eq!(f.previous.city.path(), "previous.city");
-    let found = people.find_one(f.email_address.eq("ada@example.com")).await.unwrap();
+    let found = people
+        .find_one(f.email_address.eq("ada@example.com"))
+        .await
+        .unwrap();
     assert_eq!(found.as_ref().map(|p| p.display_name.as_str()), Some("ada"));
     // serde skips the field: it is not stored and comes back as its default.
     assert_eq!(found.map(|p| p.cache_hits), Some(0));
@@ -92,7 +116,9 @@ async fn stored_names_are_serdes_and_typed_paths_use_them() {
 async fn insert_find_count_and_stream() {
     let db = common::db().await;
     let people = db.repo::<Person>();
-    let mut batch: Vec<Person> = (0..25).map(|i| person(&format!("p{i}@x.org"), 20 + i, "Oslo")).collect();
+    let mut batch: Vec<Person> = (0..25)
+        .map(|i| person(&format!("p{i}@x.org"), 20 + i, "Oslo"))
+        .collect();
     let ids = people.insert_many(&mut batch).await.unwrap();
     assert_eq!(ids.len(), 25);
     assert!(batch.iter().all(|p| p.id.is_some()));
@@ -125,7 +151,9 @@ async fn insert_find_count_and_stream() {
 
     let projected = people
         .find(f.age.in_([20, 21]))
-        .projection(doc! { "mail": 1, "displayName": 1, "age": 1, "tags": 1, "address": 1, "previous": 1 })
+        .projection(
+            doc! { "mail": 1, "displayName": 1, "age": 1, "tags": 1, "address": 1, "previous": 1 },
+        )
         .sort(f.age.asc())
         .await
         .unwrap();
@@ -134,7 +162,13 @@ async fn insert_find_count_and_stream() {
     assert_eq!(people.count(Filter::all()).await.unwrap(), 25);
     assert_eq!(people.count(f.age.nin([20, 21, 22])).await.unwrap(), 22);
     assert_eq!(people.count(Filter::all()).limit(5).await.unwrap(), 5);
-    assert_eq!(people.count(doc! { "age": { "$mod": [2, 0] } }).await.unwrap(), 13);
+    assert_eq!(
+        people
+            .count(doc! { "age": { "$mod": [2, 0] } })
+            .await
+            .unwrap(),
+        13
+    );
 }
 
 #[tokio::test]
@@ -142,28 +176,60 @@ async fn updates_replace_save_and_delete() {
     let db = common::db().await;
     let people = db.repo::<Person>();
     let f = Person::fields();
-    let mut batch = vec![person("a@x.org", 30, "Rome"), person("b@x.org", 40, "Rome"), person("c@x.org", 50, "Bern")];
+    let mut batch = vec![
+        person("a@x.org", 30, "Rome"),
+        person("b@x.org", 40, "Rome"),
+        person("c@x.org", 50, "Bern"),
+    ];
     people.insert_many(&mut batch).await.unwrap();
 
     let one = people
-        .update_one(f.email_address.eq("a@x.org"), f.age.inc(1).and(f.tags.push("vip")))
+        .update_one(
+            f.email_address.eq("a@x.org"),
+            f.age.inc(1).and(f.tags.push("vip")),
+        )
         .await
         .unwrap();
     assert_eq!((one.matched, one.modified), (1, 1));
     let many = people
-        .update_many(f.address.city.eq("Rome"), f.tags.add_to_set("italy").and(f.nickname.set(Some("r".into()))))
+        .update_many(
+            f.address.city.eq("Rome"),
+            f.tags
+                .add_to_set("italy")
+                .and(f.nickname.set(Some("r".into()))),
+        )
         .await
         .unwrap();
     assert_eq!(many.modified, 2);
-    let a = people.find_one(f.email_address.eq("a@x.org")).await.unwrap().unwrap();
-    assert_eq!((a.age, a.tags.clone(), a.nickname.clone()), (31, vec!["vip".into(), "italy".into()], Some("r".into())));
+    let a = people
+        .find_one(f.email_address.eq("a@x.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.age, a.tags.clone(), a.nickname.clone()),
+        (31, vec!["vip".into(), "italy".into()], Some("r".into()))
+    );
 
-    let pulled = people.update_one(f.email_address.eq("a@x.org"), f.tags.pull("vip").and(f.nickname.unset())).await.unwrap();
+    let pulled = people
+        .update_one(
+            f.email_address.eq("a@x.org"),
+            f.tags.pull("vip").and(f.nickname.unset()),
+        )
+        .await
+        .unwrap();
     assert_eq!(pulled.modified, 1);
     let a = people.find_by_id(a.id.unwrap()).await.unwrap().unwrap();
-    assert_eq!((a.tags.clone(), a.nickname.clone()), (vec!["italy".to_owned()], None));
+    assert_eq!(
+        (a.tags.clone(), a.nickname.clone()),
+        (vec!["italy".to_owned()], None)
+    );
 
-    let before = people.find_one_and_update(f.email_address.eq("b@x.org"), f.age.set(41)).await.unwrap().unwrap();
+    let before = people
+        .find_one_and_update(f.email_address.eq("b@x.org"), f.age.set(41))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(before.age, 40);
     let after = people
         .find_one_and_update(f.email_address.eq("b@x.org"), f.age.inc(1))
@@ -172,25 +238,69 @@ async fn updates_replace_save_and_delete() {
         .unwrap()
         .unwrap();
     assert_eq!(after.age, 42);
-    assert_eq!(people.find_one_and_update(f.age.gt(1000), f.age.inc(1)).await.unwrap(), None);
+    assert_eq!(
+        people
+            .find_one_and_update(f.age.gt(1000), f.age.inc(1))
+            .await
+            .unwrap(),
+        None
+    );
 
     let upserted = people
-        .update_one(f.email_address.eq("new@x.org"), f.age.set(1).and(f.display_name.set("new")).and(f.tags.set(vec![])).and(f.address.field().set(Address { city: "Nice".into(), zip: "1".into() })).and(f.previous.field().set(vec![])))
+        .update_one(
+            f.email_address.eq("new@x.org"),
+            f.age
+                .set(1)
+                .and(f.display_name.set("new"))
+                .and(f.tags.set(vec![]))
+                .and(f.address.field().set(Address {
+                    city: "Nice".into(),
+                    zip: "1".into(),
+                }))
+                .and(f.previous.field().set(vec![])),
+        )
         .upsert(true)
         .await
         .unwrap();
     assert!(upserted.upserted_id.is_some());
-    assert_eq!(people.find_one(f.email_address.eq("new@x.org")).await.unwrap().unwrap().address.city, "Nice");
+    assert_eq!(
+        people
+            .find_one(f.email_address.eq("new@x.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .address
+            .city,
+        "Nice"
+    );
 
-    let mut c = people.find_one(f.email_address.eq("c@x.org")).await.unwrap().unwrap();
+    let mut c = people
+        .find_one(f.email_address.eq("c@x.org"))
+        .await
+        .unwrap()
+        .unwrap();
     c.age = 51;
     people.save(&mut c).await.unwrap();
-    assert_eq!(people.find_by_id(c.id.unwrap()).await.unwrap().unwrap().age, 51);
+    assert_eq!(
+        people.find_by_id(c.id.unwrap()).await.unwrap().unwrap().age,
+        51
+    );
 
     let mut replacement = person("c2@x.org", 52, "Bern");
-    let replaced = people.replace(f.email_address.eq("c@x.org"), &mut replacement).await.unwrap();
+    let replaced = people
+        .replace(f.email_address.eq("c@x.org"), &mut replacement)
+        .await
+        .unwrap();
     assert_eq!(replaced.matched, 1);
-    assert_eq!(people.find_by_id(c.id.unwrap()).await.unwrap().unwrap().email_address, "c2@x.org");
+    assert_eq!(
+        people
+            .find_by_id(c.id.unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .email_address,
+        "c2@x.org"
+    );
 
     people.delete(&c).await.unwrap();
     match people.delete(&c).await {
@@ -205,8 +315,14 @@ async fn updates_replace_save_and_delete() {
         other => panic!("expected NotFound, got {other:?}"),
     }
     let mut no_id = person("z@x.org", 1, "X");
-    assert!(matches!(people.save(&mut no_id).await, Err(Error::MissingId { .. })));
-    assert_eq!(people.delete_many(f.address.city.eq("Rome")).await.unwrap(), 2);
+    assert!(matches!(
+        people.save(&mut no_id).await,
+        Err(Error::MissingId { .. })
+    ));
+    assert_eq!(
+        people.delete_many(f.address.city.eq("Rome")).await.unwrap(),
+        2
+    );
     assert_eq!(people.count(Filter::all()).await.unwrap(), 1);
 }
 
@@ -222,7 +338,11 @@ async fn bulk_write_mixes_operations_in_order() {
             WriteOp::Insert(person("b@x.org", 2, "B")),
             WriteOp::update_one(f.email_address.eq("a@x.org"), f.age.inc(10)),
             WriteOp::update_many(f.age.lt(100), f.tags.push("bulk")),
-            WriteOp::ReplaceOne { filter: f.email_address.eq("b@x.org"), doc: person("b2@x.org", 3, "B"), upsert: false },
+            WriteOp::ReplaceOne {
+                filter: f.email_address.eq("b@x.org"),
+                doc: person("b2@x.org", 3, "B"),
+                upsert: false,
+            },
             WriteOp::Insert(person("c@x.org", 4, "C")),
             WriteOp::delete_one(f.email_address.eq("c@x.org")),
         ])
@@ -232,12 +352,22 @@ async fn bulk_write_mixes_operations_in_order() {
     assert_eq!(outcome.matched, 4);
     assert_eq!(outcome.modified, 4);
     assert_eq!(outcome.deleted, 1);
-    assert_eq!(outcome.ids.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 5]);
-    let a = people.find_one(f.email_address.eq("a@x.org")).await.unwrap().unwrap();
+    assert_eq!(
+        outcome.ids.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 1, 5]
+    );
+    let a = people
+        .find_one(f.email_address.eq("a@x.org"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((a.age, a.tags), (11, vec!["bulk".to_owned()]));
 
     let duplicate = people
-        .bulk_write(vec![WriteOp::Insert(person("d@x.org", 5, "D")), WriteOp::Insert(person("a@x.org", 6, "A"))])
+        .bulk_write(vec![
+            WriteOp::Insert(person("d@x.org", 5, "D")),
+            WriteOp::Insert(person("a@x.org", 6, "A")),
+        ])
         .await;
     match duplicate {
         Err(Error::DuplicateKey { index, key, .. }) => {
@@ -256,15 +386,28 @@ async fn a_unique_index_rejects_a_duplicate_with_duplicate_key() {
     let people = db.repo::<Person>();
     let report = people.sync_indexes().await.unwrap();
     assert_eq!(report.created, ["mail_1"]);
-    people.insert(&mut person("dup@x.org", 1, "A")).await.unwrap();
+    people
+        .insert(&mut person("dup@x.org", 1, "A"))
+        .await
+        .unwrap();
     for attempt in 0..2 {
         let result = if attempt == 0 {
-            people.insert(&mut person("dup@x.org", 2, "B")).await.map(|_| ())
+            people
+                .insert(&mut person("dup@x.org", 2, "B"))
+                .await
+                .map(|_| ())
         } else {
-            people.insert_many(&mut [person("other@x.org", 3, "C"), person("dup@x.org", 4, "D")]).await.map(|_| ())
+            people
+                .insert_many(&mut [person("other@x.org", 3, "C"), person("dup@x.org", 4, "D")])
+                .await
+                .map(|_| ())
         };
         match result {
-            Err(Error::DuplicateKey { collection, index, key }) => {
+            Err(Error::DuplicateKey {
+                collection,
+                index,
+                key,
+            }) => {
                 assert_eq!((collection.as_str(), index.as_str()), ("people", "mail_1"));
                 assert_eq!(key, r#"{ mail: "dup@x.org" }"#);
             }
@@ -272,10 +415,26 @@ async fn a_unique_index_rejects_a_duplicate_with_duplicate_key() {
         }
     }
     let f = Person::fields();
-    let taken = people.update_one(f.email_address.eq("other@x.org"), f.email_address.set("dup@x.org")).await;
-    assert!(matches!(taken, Err(Error::DuplicateKey { .. })), "{taken:?}");
-    let taken = people.find_one_and_update(f.email_address.eq("other@x.org"), f.email_address.set("dup@x.org")).await;
-    assert!(matches!(taken, Err(Error::DuplicateKey { .. })), "{taken:?}");
+    let taken = people
+        .update_one(
+            f.email_address.eq("other@x.org"),
+            f.email_address.set("dup@x.org"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(Error::DuplicateKey { .. })),
+        "{taken:?}"
+    );
+    let taken = people
+        .find_one_and_update(
+            f.email_address.eq("other@x.org"),
+            f.email_address.set("dup@x.org"),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(Error::DuplicateKey { .. })),
+        "{taken:?}"
+    );
 }
 
 #[tokio::test]
@@ -304,10 +463,19 @@ async fn a_malformed_stored_document_is_a_decode_error_naming_the_field() {
     .await
     .unwrap();
 
-    let cases = [(bad_id, "age", "string"), (missing_id, "displayName", "missing field"), (nested_id, "previous[0].postCode", "integer")];
+    let cases = [
+        (bad_id, "age", "string"),
+        (missing_id, "displayName", "missing field"),
+        (nested_id, "previous[0].postCode", "integer"),
+    ];
     for (id, expected_field, expected_reason) in cases {
         match people.find_by_id(id).await {
-            Err(Error::Decode { collection, id: Some(found), field, reason }) => {
+            Err(Error::Decode {
+                collection,
+                id: Some(found),
+                field,
+                reason,
+            }) => {
                 assert_eq!(collection, "people");
                 assert_eq!(found, Bson::ObjectId(id));
                 assert_eq!(field, expected_field);
@@ -317,7 +485,15 @@ async fn a_malformed_stored_document_is_a_decode_error_naming_the_field() {
         }
     }
     // The good document still reads, and nothing was lost or changed by the failed reads.
-    assert_eq!(people.find_by_id(good.id.unwrap()).await.unwrap().unwrap().age, 1);
+    assert_eq!(
+        people
+            .find_by_id(good.id.unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .age,
+        1
+    );
     assert_eq!(raw.count_documents(doc! {}).await.unwrap(), 4);
     let all = people.find(Filter::all()).await;
     assert!(matches!(all, Err(Error::Decode { .. })));
@@ -326,7 +502,10 @@ async fn a_malformed_stored_document_is_a_decode_error_naming_the_field() {
         .find_one_and_update(f.email_address.eq("bad@x.org"), f.tags.push("x"))
         .return_after()
         .await;
-    assert!(matches!(after, Err(Error::Decode { ref field, .. }) if field == "age"), "{after:?}");
+    assert!(
+        matches!(after, Err(Error::Decode { ref field, .. }) if field == "age"),
+        "{after:?}"
+    );
 }
 
 #[tokio::test]
@@ -342,14 +521,22 @@ async fn values_that_cannot_be_encoded_are_errors_before_anything_is_sent() {
     let counters = db.repo::<Counter>();
     let f = Counter::fields();
     match counters.count(f.hits.eq(u64::MAX)).await {
-        Err(Error::Encode { collection, what, .. }) => {
+        Err(Error::Encode {
+            collection, what, ..
+        }) => {
             assert_eq!(collection, "counters");
             assert_eq!(what, "the value for `hits`");
         }
         other => panic!("expected Encode, got {other:?}"),
     }
-    let mut huge = Counter { name: "x".into(), hits: u64::MAX };
-    assert!(matches!(counters.insert(&mut huge).await, Err(Error::Encode { .. })));
+    let mut huge = Counter {
+        name: "x".into(),
+        hits: u64::MAX,
+    };
+    assert!(matches!(
+        counters.insert(&mut huge).await,
+        Err(Error::Encode { .. })
+    ));
     assert_eq!(counters.count(Filter::all()).await.unwrap(), 0);
 }
 
@@ -406,32 +593,69 @@ mod ids {
     async fn custom_and_missing_ids_work() {
         let db = common::db().await;
         let names = db.repo::<ByName>();
-        let id = names.insert(&mut ByName { name: "alpha".into(), n: 1 }).await.unwrap();
+        let id = names
+            .insert(&mut ByName {
+                name: "alpha".into(),
+                n: 1,
+            })
+            .await
+            .unwrap();
         assert_eq!(id, "alpha");
         assert_eq!(names.find_by_id("alpha").await.unwrap().unwrap().n, 1);
-        assert!(matches!(names.insert(&mut ByName { name: "alpha".into(), n: 2 }).await, Err(Error::DuplicateKey { ref index, .. }) if index == "_id_"));
-        assert_eq!(names.count(ByName::fields().name.in_(["alpha", "beta"])).await.unwrap(), 1);
+        assert!(
+            matches!(names.insert(&mut ByName { name: "alpha".into(), n: 2 }).await, Err(Error::DuplicateKey { ref index, .. }) if index == "_id_")
+        );
+        assert_eq!(
+            names
+                .count(ByName::fields().name.in_(["alpha", "beta"]))
+                .await
+                .unwrap(),
+            1
+        );
 
         assert_eq!(Sku::COLLECTION, "skus");
         let skus = db.repo::<Sku>();
-        let mut sku = Sku { id: SkuId(42), label: "bolt".into() };
+        let mut sku = Sku {
+            id: SkuId(42),
+            label: "bolt".into(),
+        };
         assert_eq!(skus.insert(&mut sku).await.unwrap(), SkuId(42));
         sku.label = "nut".into();
         skus.save(&mut sku).await.unwrap();
-        assert_eq!(skus.find_by_id(SkuId(42)).await.unwrap().unwrap().label, "nut");
+        assert_eq!(
+            skus.find_by_id(SkuId(42)).await.unwrap().unwrap().label,
+            "nut"
+        );
         assert_eq!(skus.count(Sku::fields().id.gt(SkuId(41))).await.unwrap(), 1);
 
         let lines = db.repo::<LogLine>();
-        let generated: ObjectId = lines.insert(&mut LogLine { text: "hello".into() }).await.unwrap();
-        assert_eq!(lines.find_by_id(generated).await.unwrap().unwrap().text, "hello");
+        let generated: ObjectId = lines
+            .insert(&mut LogLine {
+                text: "hello".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            lines.find_by_id(generated).await.unwrap().unwrap().text,
+            "hello"
+        );
         let mut line = LogLine { text: "x".into() };
-        assert!(matches!(lines.save(&mut line).await, Err(Error::MissingId { .. })));
+        assert!(matches!(
+            lines.save(&mut line).await,
+            Err(Error::MissingId { .. })
+        ));
 
         let forgetful = db.repo::<Forgetful>();
-        let mut doc = Forgetful { id: None, text: "t".into() };
+        let mut doc = Forgetful {
+            id: None,
+            text: "t".into(),
+        };
         let id = forgetful.insert(&mut doc).await.unwrap();
         assert_eq!(doc.id, Some(id));
-        let mut second = Forgetful { id: None, text: "u".into() };
+        let mut second = Forgetful {
+            id: None,
+            text: "u".into(),
+        };
         forgetful.insert(&mut second).await.unwrap();
         assert_ne!(second.id, doc.id);
         assert_eq!(forgetful.count(doc! { "_id": null }).await.unwrap(), 0);
@@ -451,26 +675,112 @@ async fn every_operation_runs_in_a_session() {
     session.start_transaction().await.unwrap();
     let mut a = person("a@x.org", 1, "A");
     people.insert(&mut a).session(&mut session).await.unwrap();
-    people.insert_many(&mut [person("b@x.org", 2, "B"), person("c@x.org", 3, "C")]).session(&mut session).await.unwrap();
+    people
+        .insert_many(&mut [person("b@x.org", 2, "B"), person("c@x.org", 3, "C")])
+        .session(&mut session)
+        .await
+        .unwrap();
     // Reads in the session see the transaction's writes; reads outside do not.
-    assert!(people.find_by_id(a.id.unwrap()).session(&mut session).await.unwrap().is_some());
+    assert!(
+        people
+            .find_by_id(a.id.unwrap())
+            .session(&mut session)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(people.find_by_id(a.id.unwrap()).await.unwrap().is_none());
-    assert_eq!(people.count(Filter::all()).session(&mut session).await.unwrap(), 4);
-    assert!(people.exists(f.email_address.eq("b@x.org")).session(&mut session).await.unwrap());
-    let streamed: Vec<Person> = people.find(f.age.lt(10)).session(&mut session).stream().await.unwrap().try_collect().await.unwrap();
+    assert_eq!(
+        people
+            .count(Filter::all())
+            .session(&mut session)
+            .await
+            .unwrap(),
+        4
+    );
+    assert!(
+        people
+            .exists(f.email_address.eq("b@x.org"))
+            .session(&mut session)
+            .await
+            .unwrap()
+    );
+    let streamed: Vec<Person> = people
+        .find(f.age.lt(10))
+        .session(&mut session)
+        .stream()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(streamed.len(), 3);
-    assert_eq!(people.find(f.age.lt(10)).session(&mut session).await.unwrap().len(), 3);
-    people.update_one(f.email_address.eq("a@x.org"), f.age.inc(1)).session(&mut session).await.unwrap();
-    people.update_many(f.age.lt(10), f.tags.push("t")).session(&mut session).await.unwrap();
-    people.find_one_and_update(f.email_address.eq("b@x.org"), f.age.inc(1)).session(&mut session).await.unwrap();
-    people.replace(f.email_address.eq("c@x.org"), &mut person("c2@x.org", 4, "C")).session(&mut session).await.unwrap();
+    assert_eq!(
+        people
+            .find(f.age.lt(10))
+            .session(&mut session)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    people
+        .update_one(f.email_address.eq("a@x.org"), f.age.inc(1))
+        .session(&mut session)
+        .await
+        .unwrap();
+    people
+        .update_many(f.age.lt(10), f.tags.push("t"))
+        .session(&mut session)
+        .await
+        .unwrap();
+    people
+        .find_one_and_update(f.email_address.eq("b@x.org"), f.age.inc(1))
+        .session(&mut session)
+        .await
+        .unwrap();
+    people
+        .replace(
+            f.email_address.eq("c@x.org"),
+            &mut person("c2@x.org", 4, "C"),
+        )
+        .session(&mut session)
+        .await
+        .unwrap();
     seed.age = 100;
     people.save(&mut seed).session(&mut session).await.unwrap();
-    people.bulk_write(vec![WriteOp::update_one(f.email_address.eq("a@x.org"), f.age.inc(1))]).session(&mut session).await.unwrap();
+    people
+        .bulk_write(vec![WriteOp::update_one(
+            f.email_address.eq("a@x.org"),
+            f.age.inc(1),
+        )])
+        .session(&mut session)
+        .await
+        .unwrap();
     people.delete(&a).session(&mut session).await.unwrap();
-    people.delete_many(f.age.lt(10)).session(&mut session).await.unwrap();
-    assert_eq!(people.count(Filter::all()).session(&mut session).await.unwrap(), 1);
-    assert_eq!(people.find_one(Filter::all()).session(&mut session).await.unwrap().unwrap().age, 100);
+    people
+        .delete_many(f.age.lt(10))
+        .session(&mut session)
+        .await
+        .unwrap();
+    assert_eq!(
+        people
+            .count(Filter::all())
+            .session(&mut session)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        people
+            .find_one(Filter::all())
+            .session(&mut session)
+            .await
+            .unwrap()
+            .unwrap()
+            .age,
+        100
+    );
     session.abort_transaction().await.unwrap();
 
     // Every write above ran in the aborted transaction: the collection is as it was.

@@ -7,7 +7,6 @@ struct User {
     #[serde(rename = "_id")]
     id: ObjectId,
     #[model(id)]
-    #[serde(rename = "_id")]
     email: String,
 }
 

@@ -3,8 +3,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Model)]
 #[model(version = "revision")]
-struct Order {
-    total: f64,
+struct Ticket {
+    title: String,
     version: i64,
 }
 

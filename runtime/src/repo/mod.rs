@@ -7,7 +7,9 @@
 
 mod bulk;
 mod indexes;
+mod lifecycle;
 mod read;
+mod versioned;
 mod write;
 
 use std::fmt;
@@ -19,6 +21,7 @@ use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 pub use bulk::{BulkOutcome, BulkWrite, WriteOp};
 pub use indexes::{IndexReport, SyncIndexes};
 pub use read::{Count, Exists, Find, FindOne};
+pub use versioned::{Applied, ApplyIfCurrent, Modify};
 pub use write::{
     Delete, DeleteMany, FindOneAndUpdate, Insert, InsertMany, Replace, Save, UpdateMany, UpdateOne,
     UpdateOutcome,

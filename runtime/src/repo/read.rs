@@ -11,6 +11,7 @@ use mongodb::{ClientSession, Cursor, SessionCursor};
 use super::Repo;
 use crate::decode::decode;
 use crate::error::Result;
+use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::{EncodeProblem, Sort};
 use crate::session::{SessionSlot, SharedSession, run_in};
@@ -201,7 +202,9 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
         CursorState::Plain(cursor) => cursor.advance().await,
         CursorState::Borrowed(cursor, session) => cursor.advance(session).await,
         // Locked per batch, so the transaction's other repositories can write between batches.
-        CursorState::Shared(cursor, shared) => cursor.advance(&mut *shared.session.lock().await).await,
+        CursorState::Shared(cursor, shared) => {
+            cursor.advance(&mut *shared.session.lock().await).await
+        }
     };
     match advanced {
         Ok(false) => None,
@@ -213,7 +216,29 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
                     cursor.current()
                 }
             };
-            Some(decode::<M>(M::COLLECTION, current))
+            let mut doc = match decode::<M>(M::COLLECTION, current) {
+                Ok(doc) => doc,
+                Err(e) => return Some(Err(e)),
+            };
+            if M::HAS_HOOKS {
+                let mut slot = match state {
+                    CursorState::Plain(_) => SessionSlot::None,
+                    CursorState::Borrowed(_, session) => SessionSlot::Borrowed(&mut **session),
+                    CursorState::Shared(_, shared) => SessionSlot::Shared(shared.clone()),
+                };
+                let loaded = super::lifecycle::hook_mut(
+                    repo,
+                    &mut slot,
+                    &mut doc,
+                    HookPoint::AfterLoad,
+                    "find",
+                )
+                .await;
+                if let Err(e) = loaded {
+                    return Some(Err(e));
+                }
+            }
+            Some(Ok(doc))
         }
     }
 }

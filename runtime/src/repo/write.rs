@@ -11,10 +11,11 @@ use mongodb::options::{
     UpdateOptions,
 };
 
-use super::Repo;
 use super::read::{awaitable, session_setter};
+use super::{Repo, lifecycle};
 use crate::decode::{decode_document, encode};
 use crate::error::{Error, Result};
+use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::EncodeProblem;
 use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
@@ -118,12 +119,33 @@ impl<'a, M: Model> Insert<'a, M> {
     }
 
     async fn run(mut self) -> Result<M::Id> {
+        let repo = self.repo;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeInsert,
+            "insert",
+        )
+        .await?;
+        lifecycle::validate(repo, &mut self.session, self.doc, "insert").await?;
         let now = DateTime::now();
         let body = insertable(self.doc, now)?;
-        let mut guard = self.session.lock().await;
-        let result = run_in!(guard, self.repo.docs.insert_one(body));
-        let result = result.map_err(|e| self.repo.driver_error(e))?;
-        inserted(self.doc, result.inserted_id, now)
+        let result = {
+            let mut guard = self.session.lock().await;
+            run_in!(guard, repo.docs.insert_one(body))
+        };
+        let result = result.map_err(|e| repo.driver_error(e))?;
+        let id = inserted(self.doc, result.inserted_id, now)?;
+        lifecycle::hook_ref(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::AfterInsert,
+            "insert",
+        )
+        .await?;
+        Ok(id)
     }
 }
 
@@ -159,6 +181,18 @@ impl<'a, M: Model> InsertMany<'a, M> {
         if self.docs.is_empty() {
             return Ok(Vec::new());
         }
+        let repo = self.repo;
+        for doc in self.docs.iter_mut() {
+            lifecycle::hook_mut(
+                repo,
+                &mut self.session,
+                doc,
+                HookPoint::BeforeInsert,
+                "insert_many",
+            )
+            .await?;
+            lifecycle::validate(repo, &mut self.session, doc, "insert_many").await?;
+        }
         let now = DateTime::now();
         let bodies = self
             .docs
@@ -167,17 +201,26 @@ impl<'a, M: Model> InsertMany<'a, M> {
             .collect::<Result<Vec<_>>>()?;
         let mut options = InsertManyOptions::default();
         options.ordered = Some(self.ordered);
-        let mut guard = self.session.lock().await;
-        let result = run_in!(
-            guard,
-            self.repo.docs.insert_many(bodies).with_options(options)
-        );
-        let result = result.map_err(|e| self.repo.driver_error(e))?;
+        let result = {
+            let mut guard = self.session.lock().await;
+            run_in!(guard, repo.docs.insert_many(bodies).with_options(options))
+        };
+        let result = result.map_err(|e| repo.driver_error(e))?;
         let mut ids = Vec::with_capacity(self.docs.len());
         for (index, doc) in self.docs.iter_mut().enumerate() {
             if let Some(id) = result.inserted_ids.get(&index) {
                 ids.push(inserted(doc, id.clone(), now)?);
             }
+        }
+        for doc in self.docs.iter() {
+            lifecycle::hook_ref(
+                repo,
+                &mut self.session,
+                doc,
+                HookPoint::AfterInsert,
+                "insert_many",
+            )
+            .await?;
         }
         Ok(ids)
     }
@@ -195,6 +238,7 @@ macro_rules! update_op {
             filter: Result<Document, EncodeProblem>,
             update: Result<Document, EncodeProblem>,
             options: UpdateOptions,
+            expected_version: Option<i64>,
             session: SessionSlot<'a>,
         }
 
@@ -210,7 +254,16 @@ macro_rules! update_op {
                     filter,
                     update,
                     options: UpdateOptions::default(),
+                    expected_version: None,
                 }
+            }
+
+            /// Applies the update only to documents still at `version` (for versioned models);
+            /// when the filter matches a document at another version the result is
+            /// [`Error::VersionConflict`].
+            pub fn expect_version(mut self, version: i64) -> Self {
+                self.expected_version = Some(version);
+                self
             }
 
             /// Inserts a document built from the filter and the update when nothing matches.
@@ -221,12 +274,32 @@ macro_rules! update_op {
 
             async fn run(mut self) -> Result<UpdateOutcome> {
                 let repo = self.repo;
-                let filter = self.filter.map_err(|p| repo.encode_problem(p))?;
-                let update = self.update.map_err(|p| repo.encode_problem(p))?;
+                let operation = stringify!($method);
+                let mut filter = self.filter.map_err(|p| repo.encode_problem(p))?;
+                let mut update = self.update.map_err(|p| repo.encode_problem(p))?;
+                lifecycle::before_update(repo, &mut self.session, &mut filter, &mut update, operation).await?;
                 let update = bookkept::<M>(update, DateTime::now());
-                let mut guard = self.session.lock().await;
-                let result = run_in!(guard, repo.docs.$method(filter, update).with_options(self.options));
-                result.map(UpdateOutcome::from).map_err(|e| repo.driver_error(e))
+                let (checked, original) = with_expected_version::<M>(filter, self.expected_version);
+                let outcome = {
+                    let mut guard = self.session.lock().await;
+                    let result = run_in!(guard, repo.docs.$method(checked, update).with_options(self.options));
+                    match result {
+                        Ok(result) => UpdateOutcome::from(result),
+                        Err(e) => {
+                            return Err(version_or_driver_error(repo, &mut guard, e, original, self.expected_version).await)
+                        }
+                    }
+                };
+                if outcome.matched == 0 && outcome.upserted_id.is_none() {
+                    if let (Some(expected), Some(original)) = (self.expected_version, original) {
+                        let mut guard = self.session.lock().await;
+                        if let Some(conflict) = conflict_for_filter(repo, &mut guard, original, expected).await {
+                            return Err(conflict);
+                        }
+                    }
+                }
+                lifecycle::after_update(repo, &mut self.session, operation).await?;
+                Ok(outcome)
             }
         }
 
@@ -253,6 +326,7 @@ pub struct FindOneAndUpdate<'a, M: Model> {
     filter: Result<Document, EncodeProblem>,
     update: Result<Document, EncodeProblem>,
     options: FindOneAndUpdateOptions,
+    expected_version: Option<i64>,
     session: SessionSlot<'a>,
 }
 
@@ -268,7 +342,15 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             filter,
             update,
             options: FindOneAndUpdateOptions::default(),
+            expected_version: None,
         }
+    }
+
+    /// Applies the update only when the document is still at `version`; when the filter
+    /// matches it at another version the result is [`Error::VersionConflict`].
+    pub fn expect_version(mut self, version: i64) -> Self {
+        self.expected_version = Some(version);
+        self
     }
 
     /// Returns the document as it is after the update (the default is before).
@@ -291,20 +373,57 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
 
     async fn run(mut self) -> Result<Option<M>> {
         let repo = self.repo;
-        let filter = self.filter.map_err(|p| repo.encode_problem(p))?;
-        let update = self.update.map_err(|p| repo.encode_problem(p))?;
+        let operation = "find_one_and_update";
+        let mut filter = self.filter.map_err(|p| repo.encode_problem(p))?;
+        let mut update = self.update.map_err(|p| repo.encode_problem(p))?;
+        lifecycle::before_update(repo, &mut self.session, &mut filter, &mut update, operation)
+            .await?;
         let update = bookkept::<M>(update, DateTime::now());
-        let mut guard = self.session.lock().await;
-        let result = run_in!(
-            guard,
-            repo.docs
-                .find_one_and_update(filter, update)
-                .with_options(self.options)
-        );
-        match result.map_err(|e| repo.driver_error(e))? {
-            Some(doc) => decode_document(M::COLLECTION, doc).map(Some),
-            None => Ok(None),
-        }
+        let (checked, original) = with_expected_version::<M>(filter, self.expected_version);
+        let found = {
+            let mut guard = self.session.lock().await;
+            let result = run_in!(
+                guard,
+                repo.docs
+                    .find_one_and_update(checked, update)
+                    .with_options(self.options)
+            );
+            match result {
+                Ok(found) => found,
+                Err(e) => {
+                    return Err(version_or_driver_error(
+                        repo,
+                        &mut guard,
+                        e,
+                        original,
+                        self.expected_version,
+                    )
+                    .await);
+                }
+            }
+        };
+        let Some(found) = found else {
+            if let (Some(expected), Some(original)) = (self.expected_version, original) {
+                let mut guard = self.session.lock().await;
+                if let Some(conflict) =
+                    conflict_for_filter(repo, &mut guard, original, expected).await
+                {
+                    return Err(conflict);
+                }
+            }
+            return Ok(None);
+        };
+        lifecycle::after_update(repo, &mut self.session, operation).await?;
+        let mut doc: M = decode_document(M::COLLECTION, found)?;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            &mut doc,
+            HookPoint::AfterLoad,
+            operation,
+        )
+        .await?;
+        Ok(Some(doc))
     }
 }
 
@@ -335,6 +454,7 @@ async fn replace_checked<M: Model>(
         body.remove("_id");
     }
     let id = body.get("_id").cloned();
+    let original = filter.clone();
     let expected = match (M::VERSION_FIELD, doc.version()) {
         (Some(field), Some(claimed)) => {
             let version = match &id {
@@ -355,8 +475,16 @@ async fn replace_checked<M: Model>(
     }
     let mut options = ReplaceOptions::default();
     options.upsert = Some(upsert);
-    let result = run_in!(guard, repo.docs.replace_one(filter, body).with_options(options));
-    let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
+    let result = run_in!(
+        guard,
+        repo.docs.replace_one(filter, body).with_options(options)
+    );
+    let outcome = match result {
+        Ok(result) => UpdateOutcome::from(result),
+        Err(e) => {
+            return Err(version_or_driver_error(repo, guard, e, Some(original), expected).await);
+        }
+    };
     let mut write = None;
     if outcome.matched > 0 || outcome.upserted_id.is_some() {
         if let Some(version) = expected {
@@ -415,6 +543,66 @@ async fn missing_or_conflict<M: Model>(
     }
 }
 
+/// Adds the expected version to a filter; returns the filter to send and the original one, kept
+/// to explain a miss.
+fn with_expected_version<M: Model>(
+    filter: Document,
+    expected: Option<i64>,
+) -> (Document, Option<Document>) {
+    match (M::VERSION_FIELD, expected) {
+        (Some(field), Some(version)) => {
+            let mut checked = filter.clone();
+            checked.insert(field, version);
+            (checked, Some(filter))
+        }
+        _ => (filter, None),
+    }
+}
+
+/// When a version-checked write matched nothing: a document matching the filter at another
+/// version is a conflict.
+async fn conflict_for_filter<M: Model>(
+    repo: &Repo<M>,
+    guard: &mut SessionGuard<'_>,
+    filter: Document,
+    expected: i64,
+) -> Option<Error> {
+    let field = M::VERSION_FIELD?;
+    let mut options = mongodb::options::FindOneOptions::default();
+    options.projection = Some(doc! { field: 1 });
+    let stored = run_in!(guard, repo.docs.find_one(filter).with_options(options));
+    match stored {
+        Err(e) => Some(repo.driver_error(e)),
+        Ok(None) => None,
+        Ok(Some(stored)) => Some(Error::VersionConflict {
+            collection: M::COLLECTION.to_owned(),
+            id: stored.get("_id").cloned().unwrap_or(Bson::Null),
+            expected,
+            found: stored_version(&stored, field),
+        }),
+    }
+}
+
+/// An upsert whose version filter missed tries to insert a second document with the same `_id`;
+/// the server's E11000 on `_id_` then means "someone else changed it": a version conflict.
+async fn version_or_driver_error<M: Model>(
+    repo: &Repo<M>,
+    guard: &mut SessionGuard<'_>,
+    error: mongodb::error::Error,
+    original: Option<Document>,
+    expected: Option<i64>,
+) -> Error {
+    let error = repo.driver_error(error);
+    match (&error, original, expected) {
+        (Error::DuplicateKey { index, .. }, Some(original), Some(expected)) if index == "_id_" => {
+            conflict_for_filter(repo, guard, original, expected)
+                .await
+                .unwrap_or(error)
+        }
+        _ => error,
+    }
+}
+
 fn stored_version(doc: &Document, field: &str) -> i64 {
     match doc.get(field) {
         Some(Bson::Int32(v)) => i64::from(*v),
@@ -456,12 +644,33 @@ impl<'a, M: Model> Replace<'a, M> {
     }
 
     async fn run(mut self) -> Result<UpdateOutcome> {
-        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
-        let mut guard = self.session.lock().await;
-        let replaced = replace_checked(self.repo, &mut guard, filter, self.doc, self.upsert).await?;
-        drop(guard);
+        let repo = self.repo;
+        let filter = self.filter.map_err(|p| repo.encode_problem(p))?;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeSave,
+            "replace",
+        )
+        .await?;
+        lifecycle::validate(repo, &mut self.session, self.doc, "replace").await?;
+        let replaced = {
+            let mut guard = self.session.lock().await;
+            replace_checked(repo, &mut guard, filter, self.doc, self.upsert).await?
+        };
         if let Some(write) = replaced.write {
             self.session.record(write);
+        }
+        if replaced.outcome.matched > 0 || replaced.outcome.upserted_id.is_some() {
+            lifecycle::hook_ref(
+                repo,
+                &mut self.session,
+                self.doc,
+                HookPoint::AfterSave,
+                "replace",
+            )
+            .await?;
         }
         Ok(replaced.outcome)
     }
@@ -490,16 +699,35 @@ impl<'a, M: Model> Save<'a, M> {
     async fn run(mut self) -> Result<()> {
         let repo = self.repo;
         let id = repo.id_bson(self.doc, "save")?;
-        let mut guard = self.session.lock().await;
-        let filter = doc! { "_id": id.clone() };
-        let replaced = replace_checked(repo, &mut guard, filter, self.doc, false).await?;
-        if replaced.outcome.matched == 0 {
-            return Err(missing_or_conflict(repo, &mut guard, id, replaced.expected).await);
-        }
-        drop(guard);
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeSave,
+            "save",
+        )
+        .await?;
+        lifecycle::validate(repo, &mut self.session, self.doc, "save").await?;
+        let replaced = {
+            let mut guard = self.session.lock().await;
+            let filter = doc! { "_id": id.clone() };
+            let replaced = replace_checked(repo, &mut guard, filter, self.doc, false).await?;
+            if replaced.outcome.matched == 0 {
+                return Err(missing_or_conflict(repo, &mut guard, id, replaced.expected).await);
+            }
+            replaced
+        };
         if let Some(write) = replaced.write {
             self.session.record(write);
         }
+        lifecycle::hook_ref(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::AfterSave,
+            "save",
+        )
+        .await?;
         Ok(())
     }
 }
@@ -527,6 +755,14 @@ impl<'a, M: Model> Delete<'a, M> {
     async fn run(mut self) -> Result<()> {
         let repo = self.repo;
         let id = repo.id_bson(self.doc, "delete")?;
+        lifecycle::hook_ref(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeDelete,
+            "delete",
+        )
+        .await?;
         let mut filter = doc! { "_id": id.clone() };
         let expected = self
             .doc
@@ -535,12 +771,22 @@ impl<'a, M: Model> Delete<'a, M> {
         if let (Some(field), Some(version)) = (M::VERSION_FIELD, expected) {
             filter.insert(field, version);
         }
-        let mut guard = self.session.lock().await;
-        let result = run_in!(guard, repo.docs.delete_one(filter));
-        let result = result.map_err(|e| repo.driver_error(e))?;
-        if result.deleted_count == 0 {
-            return Err(missing_or_conflict(repo, &mut guard, id, expected).await);
+        {
+            let mut guard = self.session.lock().await;
+            let result = run_in!(guard, repo.docs.delete_one(filter));
+            let result = result.map_err(|e| repo.driver_error(e))?;
+            if result.deleted_count == 0 {
+                return Err(missing_or_conflict(repo, &mut guard, id, expected).await);
+            }
         }
+        lifecycle::hook_ref(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::AfterDelete,
+            "delete",
+        )
+        .await?;
         Ok(())
     }
 }

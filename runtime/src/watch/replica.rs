@@ -1,0 +1,376 @@
+//! A copy of another collection, kept by applying its change events in version order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
+use mongodb::options::FindOneOptions;
+
+use super::{Change, ChangeKind};
+use crate::error::{Error, Result, server_code};
+use crate::model::Model;
+use crate::repo::Repo;
+
+/// What [`Replica::apply`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaOutcome {
+    /// The event was written to the copy, and after it `released` events that had been held
+    /// back for this document became due and were written too.
+    Applied {
+        /// Held-back events written after this one.
+        released: usize,
+    },
+    /// The event came early (the copy is more than one version behind it, or does not have the
+    /// document yet): it is kept in memory and written when its turn comes.
+    HeldBack,
+    /// The copy already has this version or a later one (a redelivered or overtaken event):
+    /// nothing was written.
+    Stale,
+    /// Not a document event (drop, rename, invalidate, ...): nothing to apply.
+    Ignored,
+}
+
+/// Keeps a copy of another collection of versioned documents (`#[model(version = "...")]`), fed
+/// by the source's change events — typically from a [`Consumer`](super::Consumer) watching the
+/// source, with the copy in another database or another service.
+///
+/// An event is applied only when the copy's version of the document is the event's version
+/// minus one; an event that comes early is held back until the versions before it have been
+/// applied; an event at or below the copy's version is stale and dropped. So events may arrive
+/// late, twice or out of order (at-least-once delivery, several streams) and the copy still ends
+/// identical to the source, versions included. Writes go to the copy verbatim (the source's
+/// bytes, through the driver's collection): no hooks, no version bookkeeping of its own.
+///
+/// - Inserts and replacements carry the whole document. Updates are applied from their update
+///   description (`$set` / `$unset`, truncated arrays), and must carry the new version, which
+///   every mongrove update does; an update made outside mongrove that left the version alone
+///   gives [`Error::Decode`] naming the version field.
+/// - Deletes are ordered by the version of their pre-image when the stream asks for pre-images
+///   ([`Watch::full_document_before_change`](super::Watch::full_document_before_change));
+///   without one a delete is applied at once.
+/// - Held-back events live in this value's memory ([`Replica::pending`]), and so do the ids of
+///   the documents it deleted, so that a late or repeated event cannot bring a deleted document
+///   back (ids are not reused after a delete). A change stream of one collection delivers each
+///   document's events in version order, so with one source events are only held when a
+///   consumer re-delivers or merges streams.
+///
+/// `Replica::new` does not compile for a model without a version field.
+pub struct Replica<M: Model> {
+    target: Repo<M>,
+    held: HashMap<Vec<u8>, BTreeMap<i64, Change<M>>>,
+    deleted: HashSet<Vec<u8>>,
+}
+
+impl<M: Model> std::fmt::Debug for Replica<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("target", &self.target)
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+/// What an event asks of the copy.
+enum Step {
+    Write,
+    Hold,
+    Stale,
+}
+
+/// How many times a conditional write is re-evaluated when another writer moved the copy
+/// between the version read and the write.
+const RACE_ATTEMPTS: usize = 5;
+
+impl<M: Model> Replica<M> {
+    /// A replica writing into `target` (a repository of the copy's database).
+    pub fn new(target: Repo<M>) -> Self {
+        const {
+            assert!(
+                M::VERSION_FIELD.is_some(),
+                "a Replica keeps documents in version order: the model needs #[model(version = \"...\")]"
+            )
+        };
+        Replica {
+            target,
+            held: HashMap::new(),
+            deleted: HashSet::new(),
+        }
+    }
+
+    /// The repository the copy is written to.
+    pub fn target(&self) -> &Repo<M> {
+        &self.target
+    }
+
+    /// How many events are held back, waiting for earlier versions.
+    pub fn pending(&self) -> usize {
+        self.held.values().map(BTreeMap::len).sum()
+    }
+
+    /// Forgets the held-back events and the deleted ids (for example after rebuilding the copy
+    /// from a full read).
+    pub fn clear_pending(&mut self) {
+        self.held.clear();
+        self.deleted.clear();
+    }
+
+    /// Applies one event of the source collection to the copy, or holds it back, or drops it.
+    pub async fn apply(&mut self, change: Change<M>) -> Result<ReplicaOutcome> {
+        let Some(id) = change.id() else {
+            return Ok(ReplicaOutcome::Ignored);
+        };
+        let id = self.id_bson(id)?;
+        let key = id_key(&id);
+        if self.deleted.contains(&key) {
+            return Ok(ReplicaOutcome::Stale);
+        }
+        let order = self.order(&change, &id)?;
+        match self.try_apply(&change, &id, order).await? {
+            Step::Stale => Ok(ReplicaOutcome::Stale),
+            Step::Hold => {
+                let slot = self.held.entry(key).or_default();
+                // The same version twice is the same event delivered twice: keep one.
+                slot.insert(order.unwrap_or(i64::MAX), change);
+                Ok(ReplicaOutcome::HeldBack)
+            }
+            Step::Write if matches!(change.kind, ChangeKind::Delete { .. }) => {
+                self.bury(key);
+                Ok(ReplicaOutcome::Applied { released: 0 })
+            }
+            Step::Write => {
+                let released = self.release(&key, &id).await?;
+                Ok(ReplicaOutcome::Applied { released })
+            }
+        }
+    }
+
+    /// Writes the held-back events of one document that have become due.
+    async fn release(&mut self, key: &[u8], id: &Bson) -> Result<usize> {
+        let mut released = 0;
+        loop {
+            let local = self.local_version(id).await?;
+            let Some(slot) = self.held.get_mut(key) else {
+                break;
+            };
+            let Some((&version, _)) = slot.first_key_value() else {
+                self.held.remove(key);
+                break;
+            };
+            let due = match local {
+                Some(local) if version <= local => {
+                    slot.remove(&version);
+                    continue;
+                }
+                Some(local) => version == local + 1,
+                None => false,
+            };
+            if !due {
+                break;
+            }
+            let Some(change) = slot.remove(&version) else {
+                break;
+            };
+            match self.try_apply(&change, id, Some(version)).await? {
+                Step::Write if matches!(change.kind, ChangeKind::Delete { .. }) => {
+                    self.bury(key.to_vec());
+                    return Ok(released + 1);
+                }
+                Step::Write => released += 1,
+                Step::Stale => {}
+                Step::Hold => {
+                    if let Some(slot) = self.held.get_mut(key) {
+                        slot.insert(version, change);
+                    }
+                    break;
+                }
+            }
+        }
+        if self.held.get(key).is_some_and(BTreeMap::is_empty) {
+            self.held.remove(key);
+        }
+        Ok(released)
+    }
+
+    /// Remembers a deleted document; whatever was held for it is stale now.
+    fn bury(&mut self, key: Vec<u8>) {
+        self.held.remove(&key);
+        self.deleted.insert(key);
+    }
+
+    /// The version an event brings the document to: the document's for inserts and
+    /// replacements, the one an update sets, one past the pre-image's for a delete (`None`
+    /// without a pre-image).
+    fn order(&self, change: &Change<M>, id: &Bson) -> Result<Option<i64>> {
+        match &change.kind {
+            ChangeKind::Insert { document, .. } | ChangeKind::Replace { document, .. } => {
+                Ok(Some(document.version().unwrap_or(0)))
+            }
+            ChangeKind::Update { .. } => match change.version() {
+                Some(version) => Ok(Some(version)),
+                None => Err(Error::Decode {
+                    collection: M::COLLECTION.to_owned(),
+                    id: Some(id.clone()),
+                    field: M::VERSION_FIELD.unwrap_or("version").to_owned(),
+                    reason: "the update event does not set the version, so it cannot be put in \
+                             order; write to the source through mongrove, or bump the version in \
+                             the update"
+                        .to_owned(),
+                }),
+            },
+            ChangeKind::Delete { before, .. } => Ok(before
+                .as_ref()
+                .map(|before| before.version().unwrap_or(0).saturating_add(1))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Decides and, when due, writes. Conditional writes (filtered on the expected version)
+    /// make a concurrent writer visible as no match, and the decision is taken again.
+    async fn try_apply(&self, change: &Change<M>, id: &Bson, order: Option<i64>) -> Result<Step> {
+        for _ in 0..RACE_ATTEMPTS {
+            let local = self.local_version(id).await?;
+            let step = decide(&change.kind, local, order);
+            if !matches!(step, Step::Write) {
+                return Ok(step);
+            }
+            if self.write(change, id, local, order).await? {
+                return Ok(Step::Write);
+            }
+        }
+        Ok(Step::Hold)
+    }
+
+    /// Writes one due event; `false` when the copy changed under it.
+    async fn write(
+        &self,
+        change: &Change<M>,
+        id: &Bson,
+        local: Option<i64>,
+        order: Option<i64>,
+    ) -> Result<bool> {
+        let field = M::VERSION_FIELD.unwrap_or("version");
+        let docs = self.target.collection();
+        let raw = docs.clone_with_type::<RawDocumentBuf>();
+        let at_local = match local {
+            Some(version) => doc! { "_id": id.clone(), field: version },
+            None => doc! { "_id": id.clone() },
+        };
+        let driver = |e| Error::from_driver(M::COLLECTION, e);
+        match &change.kind {
+            ChangeKind::Insert { .. } if local.is_none() => {
+                let document = self.full_document(change, id)?;
+                match raw.insert_one(document).await {
+                    Ok(_) => Ok(true),
+                    // Inserted by a concurrent applier: decide again.
+                    Err(e) if server_code(&e) == Some(11000) => Ok(false),
+                    Err(e) => Err(driver(e)),
+                }
+            }
+            ChangeKind::Insert { .. } | ChangeKind::Replace { .. } => {
+                let document = self.full_document(change, id)?;
+                let result = raw.replace_one(at_local, document).await.map_err(driver)?;
+                Ok(result.matched_count == 1)
+            }
+            ChangeKind::Update { description, .. } => {
+                for (path, len) in &description.truncated_arrays {
+                    docs.update_one(
+                        at_local.clone(),
+                        doc! { "$push": { path: { "$each": [], "$slice": i64::from(*len) } } },
+                    )
+                    .await
+                    .map_err(driver)?;
+                }
+                let mut update = Document::new();
+                if !description.updated_fields.is_empty() {
+                    update.insert("$set", description.updated_fields.clone());
+                }
+                if !description.removed_fields.is_empty() {
+                    let removed: Document = description
+                        .removed_fields
+                        .iter()
+                        .map(|path| (path.clone(), Bson::String(String::new())))
+                        .collect();
+                    update.insert("$unset", removed);
+                }
+                if update.is_empty() {
+                    return Ok(true);
+                }
+                let result = docs.update_one(at_local, update).await.map_err(driver)?;
+                Ok(result.matched_count == 1)
+            }
+            ChangeKind::Delete { .. } => {
+                let filter = match order {
+                    Some(_) => at_local,
+                    None => doc! { "_id": id.clone() },
+                };
+                let result = docs.delete_one(filter).await.map_err(driver)?;
+                Ok(result.deleted_count == 1 || order.is_none())
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// The source's bytes of the document an insert or replace carries.
+    fn full_document(&self, change: &Change<M>, id: &Bson) -> Result<RawDocumentBuf> {
+        match change.raw_event().get_document("fullDocument") {
+            Ok(document) => Ok(document.to_raw_document_buf()),
+            Err(e) => Err(Error::Decode {
+                collection: M::COLLECTION.to_owned(),
+                id: Some(id.clone()),
+                field: "fullDocument".to_owned(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The copy's version of the document; `None` when the copy does not have it.
+    async fn local_version(&self, id: &Bson) -> Result<Option<i64>> {
+        let field = M::VERSION_FIELD.unwrap_or("version");
+        let mut options = FindOneOptions::default();
+        options.projection = Some(doc! { field: 1 });
+        let found = self
+            .target
+            .collection()
+            .find_one(doc! { "_id": id.clone() })
+            .with_options(options)
+            .await
+            .map_err(|e| Error::from_driver(M::COLLECTION, e))?;
+        Ok(found.map(|doc| {
+            doc.get(field)
+                .and_then(super::change::bson_to_i64)
+                .unwrap_or(0)
+        }))
+    }
+
+    fn id_bson(&self, id: &M::Id) -> Result<Bson> {
+        bson::to_bson(id).map_err(|e| Error::Encode {
+            collection: M::COLLECTION.to_owned(),
+            what: "the _id".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Whether an event is due, early or stale, given the copy's version and the event's.
+fn decide<M: Model>(kind: &ChangeKind<M>, local: Option<i64>, order: Option<i64>) -> Step {
+    match (kind, local, order) {
+        (ChangeKind::Insert { .. }, None, _) => Step::Write,
+        // Without its version a delete cannot wait for its turn; with it, a missing document
+        // has not been inserted yet (a deleted one is caught earlier, by its id).
+        (ChangeKind::Delete { .. }, None, None) => Step::Stale,
+        (ChangeKind::Delete { .. }, Some(_), None) => Step::Write,
+        (_, None, _) => Step::Hold,
+        (_, Some(_), None) => Step::Stale,
+        (_, Some(local), Some(version)) if version <= local => Step::Stale,
+        (_, Some(local), Some(version)) if version == local + 1 => Step::Write,
+        _ => Step::Hold,
+    }
+}
+
+/// A hashable key for an `_id` of any BSON type.
+fn id_key(id: &Bson) -> Vec<u8> {
+    // The BSON bytes of `{ "": id }`: equal ids give equal bytes.
+    let mut wrapper = Document::new();
+    wrapper.insert("", id.clone());
+    bson::to_vec(&wrapper).unwrap_or_else(|_| format!("{id:?}").into_bytes())
+}

@@ -1,0 +1,474 @@
+//! The resumable consumer: at-least-once delivery of a subscription's events to a handler.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use mongodb::Collection;
+use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf, doc};
+
+use super::change::{Event, Operation};
+use super::{
+    Change, EventStream, OpenError, Replica, ResumeToken, ResumeTokenStore, Spec,
+    collection_target, is_resumable, stream_error, unless,
+};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::repo::Repo;
+
+/// An error a handler returns: anything that converts into a boxed error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a [`Consumer`] calls for each event.
+///
+/// Implemented for closures `FnMut(Change<M>) -> impl Future<Output = Result<(), E>>` (the
+/// future must own what it uses, so clone shared state into it), and for [`Replica`] (also
+/// `&mut Replica`, to look at it after the run), which applies each event to its copy.
+pub trait Handler<M: Model>: Send {
+    /// Handles one event. An error stops the run; the event is delivered again next time.
+    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+impl<M, F, Fut, E> Handler<M> for F
+where
+    M: Model,
+    F: FnMut(Change<M>) -> Fut + Send,
+    Fut: Future<Output = std::result::Result<(), E>> + Send,
+    E: Into<BoxError>,
+{
+    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let handled = self(change);
+        async move { handled.await.map_err(Into::into) }
+    }
+}
+
+impl<M: Model> Handler<M> for Replica<M> {
+    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async move {
+            self.apply(change).await?;
+            Ok(())
+        }
+    }
+}
+
+impl<M: Model> Handler<M> for &mut Replica<M> {
+    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send {
+        async move {
+            self.apply(change).await?;
+            Ok(())
+        }
+    }
+}
+
+/// What a [`Consumer`] does with an event whose document does not decode into the model.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum OnBadEvent {
+    /// Stop and return the [`Error::Decode`] (the default). The event's token is not recorded,
+    /// so once the model is fixed the next run starts with that event.
+    #[default]
+    Stop,
+    /// Write the event and its error to this collection (a dead-letter collection), record its
+    /// token, and go on with the next event. The handler never sees it.
+    SkipAndRecord(Collection<Document>),
+}
+
+/// What a [`Consumer`] does after the invalidate event that ends a stream (the watched
+/// collection was dropped or renamed).
+///
+/// Either way the handler first receives the drop (or rename) event and the invalidate event
+/// itself, and the invalidate event's token is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnInvalidate {
+    /// Open a new stream that starts after the invalidate event (`startAfter`) and go on: the
+    /// handler sees the events of a collection created again under the same name (the default).
+    #[default]
+    Continue,
+    /// Return [`StopReason::Invalidated`]. A later run continues after the invalidate event.
+    Stop,
+}
+
+/// Why [`Consumer::run`] returned without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The shutdown signal fired.
+    Shutdown,
+    /// The stream was invalidated and the policy is [`OnInvalidate::Stop`].
+    Invalidated,
+}
+
+/// What a run of a [`Consumer`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// Events the handler finished with (and whose tokens were recorded).
+    pub handled: u64,
+    /// Bad events skipped under [`OnBadEvent::SkipAndRecord`].
+    pub skipped: u64,
+    /// Times the stream was opened again after a resumable error or an invalidate event.
+    pub reopened: u64,
+    /// Why the run ended.
+    pub stopped: StopReason,
+}
+
+/// A subscription that survives restarts: it calls a handler for each event, in order, and
+/// records the event's resume token in a [`ResumeTokenStore`] only after the handler
+/// succeeded. Created by [`Watch::consumer`](super::Watch::consumer).
+///
+/// Delivery is at least once: an event whose handler finished but whose token was not yet
+/// recorded when the process stopped is delivered again, so handlers should be idempotent
+/// (an upsert, a version check, a processed-ids set).
+///
+/// - **Start.** A run starts after the stored token. With no stored token it starts where the
+///   subscription says (now, or its `start_at_operation_time` / `start_after`), and records that
+///   starting point at once, so that a crash before the first event loses nothing.
+/// - **Quiet streams.** When the server answers with an empty batch, the stream's
+///   post-batch token is recorded, so a subscription that filters out most events still keeps a
+///   recent position in the oplog.
+/// - **Resumable errors** (lost connections, elections, a killed cursor) are ridden out: the
+///   driver resumes once, then the consumer reopens from its last recorded token with a growing
+///   pause (50 ms doubling up to 5 s), for as long as [`Consumer::retry_for`] (60 s by default)
+///   without progress; after that the run returns [`Error::Timeout`] with the last error.
+/// - **History lost.** When the stored token is no longer in the oplog the run returns
+///   [`Error::ChangeHistoryLost`]: events were lost, and only a full re-read can recover.
+/// - **Bad events** follow [`OnBadEvent`]; a failing handler stops the run with
+///   [`Error::Handler`], its event not recorded.
+/// - **Invalidate** follows [`OnInvalidate`].
+/// - **Shutdown.** When the shutdown future completes, the run returns
+///   [`StopReason::Shutdown`] at the next point where it waits for the server; a handler call
+///   that has started is finished and its token recorded first.
+/// - **Memory** is one batch of events (see [`Watch::batch_size`](super::Watch::batch_size)):
+///   events are handled one at a time and the next batch is fetched only when the last one is
+///   done, so a slow handler slows the stream instead of filling a queue.
+pub struct Consumer<M: Model, S> {
+    repo: Repo<M>,
+    spec: Spec,
+    subscription: String,
+    store: S,
+    on_bad_event: OnBadEvent,
+    on_invalidate: OnInvalidate,
+    retry_for: Duration,
+}
+
+impl<M: Model, S: Clone> Clone for Consumer<M, S> {
+    fn clone(&self) -> Self {
+        Consumer {
+            repo: self.repo.clone(),
+            spec: self.spec.clone(),
+            subscription: self.subscription.clone(),
+            store: self.store.clone(),
+            on_bad_event: self.on_bad_event.clone(),
+            on_invalidate: self.on_invalidate,
+            retry_for: self.retry_for,
+        }
+    }
+}
+
+impl<M: Model, S> std::fmt::Debug for Consumer<M, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("collection", &M::COLLECTION)
+            .field("subscription", &self.subscription)
+            .field("on_bad_event", &self.on_bad_event)
+            .field("on_invalidate", &self.on_invalidate)
+            .field("retry_for", &self.retry_for)
+            .finish()
+    }
+}
+
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+
+/// Where a run is: counters, the last recorded token, and how long it has been failing.
+struct Progress {
+    handled: u64,
+    skipped: u64,
+    reopened: u64,
+    token: Option<ResumeToken>,
+    failing_since: Option<Instant>,
+    failures: u32,
+}
+
+impl Progress {
+    fn summary(&self, stopped: StopReason) -> RunSummary {
+        RunSummary {
+            handled: self.handled,
+            skipped: self.skipped,
+            reopened: self.reopened,
+            stopped,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.failing_since = None;
+        self.failures = 0;
+    }
+}
+
+/// Why the inner loop let go of a stream.
+enum Reopen {
+    /// After an invalidate event: start after its token.
+    Invalidated,
+    /// After a resumable error (or a cursor the server closed): pause first.
+    Failed(mongodb::error::Error),
+}
+
+type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
+    pub(crate) fn new(repo: Repo<M>, spec: Spec, subscription: String, store: S) -> Self {
+        Consumer {
+            repo,
+            spec,
+            subscription,
+            store,
+            on_bad_event: OnBadEvent::default(),
+            on_invalidate: OnInvalidate::default(),
+            retry_for: Duration::from_secs(60),
+        }
+    }
+
+    /// What to do with an event that does not decode (default [`OnBadEvent::Stop`]).
+    pub fn on_bad_event(mut self, policy: OnBadEvent) -> Self {
+        self.on_bad_event = policy;
+        self
+    }
+
+    /// What to do after an invalidate event (default [`OnInvalidate::Continue`]).
+    pub fn on_invalidate(mut self, policy: OnInvalidate) -> Self {
+        self.on_invalidate = policy;
+        self
+    }
+
+    /// How long to keep reopening the stream after resumable errors without making progress
+    /// (default 60 s).
+    pub fn retry_for(mut self, patience: Duration) -> Self {
+        self.retry_for = patience;
+        self
+    }
+
+    /// The subscription's name, its key in the store.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
+    }
+
+    /// The token store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The recorded position: the token the next run starts after.
+    pub async fn position(&self) -> Result<Option<ResumeToken>> {
+        self.store.load(&self.subscription).await
+    }
+
+    /// Runs until `shutdown` completes (use `std::future::pending()` to run until an error),
+    /// calling `handler` for each event in order. See [`Consumer`] for the guarantees.
+    pub async fn run(
+        &self,
+        mut handler: impl Handler<M>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunSummary> {
+        let shutdown = std::pin::pin!(shutdown);
+        let mut shutdown: Shutdown<'_> = shutdown;
+        let target = collection_target(&self.repo);
+        let mut progress = Progress {
+            handled: 0,
+            skipped: 0,
+            reopened: 0,
+            token: self.store.load(&self.subscription).await?,
+            failing_since: None,
+            failures: 0,
+        };
+        loop {
+            let opened = unless(
+                &mut shutdown,
+                EventStream::open(&target, &self.spec, M::COLLECTION, progress.token.clone()),
+            )
+            .await;
+            let mut stream = match opened {
+                None => return Ok(progress.summary(StopReason::Shutdown)),
+                Some(Ok(stream)) => stream,
+                Some(Err(OpenError::Driver(e))) if is_resumable(&e) => {
+                    if !self.pause(&mut progress, e, &mut shutdown).await? {
+                        return Ok(progress.summary(StopReason::Shutdown));
+                    }
+                    progress.reopened += 1;
+                    continue;
+                }
+                Some(Err(e)) => return Err(e.into_error(M::COLLECTION)),
+            };
+            if progress.token.is_none() {
+                if let Some(start) = stream.resume_token() {
+                    self.store.save(&self.subscription, &start).await?;
+                    progress.token = Some(start);
+                }
+            }
+            let reopen = match self
+                .consume(&mut stream, &mut handler, &mut progress, &mut shutdown)
+                .await?
+            {
+                Ok(reopen) => reopen,
+                Err(stopped) => return Ok(progress.summary(stopped)),
+            };
+            drop(stream);
+            if let Reopen::Failed(error) = reopen {
+                if !self.pause(&mut progress, error, &mut shutdown).await? {
+                    return Ok(progress.summary(StopReason::Shutdown));
+                }
+            }
+            progress.reopened += 1;
+        }
+    }
+
+    /// Handles the events of one open stream. `Ok(Ok(reopen))` asks for a new stream,
+    /// `Ok(Err(reason))` ends the run.
+    async fn consume<H: Handler<M>>(
+        &self,
+        stream: &mut EventStream,
+        handler: &mut H,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<std::result::Result<Reopen, StopReason>> {
+        loop {
+            let Some(next) = unless(shutdown, stream.next_if_any()).await else {
+                return Ok(Err(StopReason::Shutdown));
+            };
+            let raw = match next {
+                Ok(Some(raw)) => raw,
+                Ok(None) if stream.is_alive() => {
+                    progress.succeeded();
+                    // An empty batch: everything before the post-batch token has been handled.
+                    if let Some(latest) = stream.resume_token() {
+                        if progress.token.as_ref() != Some(&latest) {
+                            self.store.save(&self.subscription, &latest).await?;
+                            progress.token = Some(latest);
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => {
+                    // The server closed the cursor without an invalidate event (a pipeline that
+                    // filtered it out, a killed cursor): go on from the recorded token.
+                    return Ok(Ok(Reopen::Failed(mongodb::error::Error::custom(
+                        "the change stream's cursor was closed",
+                    ))));
+                }
+                Err(e) if is_resumable(&e) => return Ok(Ok(Reopen::Failed(e))),
+                Err(e) => return Err(stream_error(stream.label(), e)),
+            };
+            progress.succeeded();
+            match self.deliver(raw, handler, progress).await? {
+                Some(Operation::Invalidate) => match self.on_invalidate {
+                    OnInvalidate::Continue => return Ok(Ok(Reopen::Invalidated)),
+                    OnInvalidate::Stop => return Ok(Err(StopReason::Invalidated)),
+                },
+                _ => {}
+            }
+        }
+    }
+
+    /// Decodes one event, hands it to the handler (or skips it) and records its token. Returns
+    /// the event's operation.
+    async fn deliver<H: Handler<M>>(
+        &self,
+        raw: RawDocumentBuf,
+        handler: &mut H,
+        progress: &mut Progress,
+    ) -> Result<Option<Operation>> {
+        let event = match Event::parse(M::COLLECTION, raw.clone()) {
+            Ok(event) => event,
+            // Without its metadata the event has no token to record: it can be recorded as bad
+            // but not stepped over, so a restart meets it again unless a later token moves on.
+            Err(error) => {
+                self.bad_event(None, &raw, error).await?;
+                progress.skipped += 1;
+                return Ok(None);
+            }
+        };
+        let token = event.header.token.clone();
+        let operation = event.operation();
+        match event.into_change::<M>(M::COLLECTION) {
+            Ok(change) => {
+                if let Err(source) = handler.handle(change).await {
+                    return Err(Error::Handler {
+                        subscription: self.subscription.clone(),
+                        source,
+                    });
+                }
+                progress.handled += 1;
+            }
+            Err(error) => {
+                self.bad_event(Some(&token), &raw, error).await?;
+                progress.skipped += 1;
+            }
+        }
+        self.store.save(&self.subscription, &token).await?;
+        progress.token = Some(token);
+        Ok(Some(operation))
+    }
+
+    /// Applies the bad-event policy: the error back for `Stop`, a dead-letter record for `Skip`.
+    async fn bad_event(
+        &self,
+        token: Option<&ResumeToken>,
+        raw: &RawDocumentBuf,
+        error: Error,
+    ) -> Result<()> {
+        let OnBadEvent::SkipAndRecord(dead_letters) = &self.on_bad_event else {
+            return Err(error);
+        };
+        let (id, field) = match &error {
+            Error::Decode { id, field, .. } => (id.clone().unwrap_or(Bson::Null), field.clone()),
+            _ => (Bson::Null, String::new()),
+        };
+        let token = token
+            .and_then(|t| bson::to_bson(t).ok())
+            .unwrap_or(Bson::Null);
+        let event = Document::try_from(raw.as_ref()).unwrap_or_default();
+        let record = doc! {
+            "subscription": &self.subscription,
+            "collection": M::COLLECTION,
+            "documentId": id,
+            "field": field,
+            "error": error.to_string(),
+            "token": token,
+            "event": event,
+            "recordedAt": DateTime::now(),
+        };
+        dead_letters
+            .insert_one(record)
+            .await
+            .map_err(|e| Error::from_driver(dead_letters.name(), e))?;
+        Ok(())
+    }
+
+    /// Waits before reopening after `error`; `Ok(false)` when shutdown fired meanwhile, an error
+    /// when the consumer has failed for longer than `retry_for`.
+    async fn pause(
+        &self,
+        progress: &mut Progress,
+        error: mongodb::error::Error,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<bool> {
+        let since = *progress.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.retry_for {
+            return Err(Error::Timeout {
+                context: format!(
+                    "subscription `{}` could not resume its change stream on `{}` for {:?}",
+                    self.subscription,
+                    M::COLLECTION,
+                    self.retry_for
+                ),
+                last: Some(Box::new(stream_error(M::COLLECTION, error))),
+            });
+        }
+        let pause = FIRST_PAUSE
+            .saturating_mul(1 << progress.failures.min(10))
+            .min(LONGEST_PAUSE);
+        progress.failures = progress.failures.saturating_add(1);
+        Ok(unless(shutdown, tokio::time::sleep(pause)).await.is_some())
+    }
+}

@@ -1,0 +1,10 @@
+use mongrove::Model;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Model)]
+#[model(index(keys(email = 1), name = ""))]
+struct User {
+    email: String,
+}
+
+fn main() {}
