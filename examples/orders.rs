@@ -167,7 +167,7 @@ pub async fn run(db: &Db) -> mongrove::Result<Vec<String>> {
 
 #[allow(dead_code)] // The test suite includes this file and calls `run` itself.
 #[tokio::main]
-async fn main() -> mongrove::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = mongrove::testkit::server().await?;
     println!("server: {}", server.uri());
     let db = Db::connect(server.uri(), "orders_example").await?;

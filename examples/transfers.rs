@@ -6,7 +6,9 @@
 //! Run it with `cargo run --example transfers`. It uses the server at `MONGODB_URI`, or starts a
 //! throwaway single-node replica set (see `mongrove::testkit`) and stops it on exit.
 
-use mongrove::{Db, Error, Filter, Model, RetryPolicy, TxOptions};
+use std::time::Duration;
+
+use mongrove::{Db, Error, Filter, Jitter, Model, RetryPolicy, TxOptions};
 use serde::{Deserialize, Serialize};
 
 // ANCHOR: account
@@ -34,11 +36,26 @@ impl std::fmt::Display for InsufficientFunds {
 impl std::error::Error for InsufficientFunds {}
 // ANCHOR_END: account
 
+// ANCHOR: policy
+/// How transfers are retried: a transfer that cannot get through in 10 seconds is reported
+/// failed rather than holding its caller for the specification's 120. Between attempts it waits
+/// 2 ms, then 1.5 times longer each time, never more than 200 ms, with full jitter.
+pub fn transfer_policy() -> RetryPolicy {
+    RetryPolicy::default()
+        .deadline(Duration::from_secs(10))
+        .backoff(Duration::from_millis(2), Duration::from_millis(200))
+        .multiplier(1.5)
+        .jitter(Jitter::Full)
+}
+// ANCHOR_END: policy
+
 // ANCHOR: transfer
 /// Moves `amount` from one account to another, in one transaction.
 pub async fn transfer(db: &Db, from: i32, to: i32, amount: i64) -> mongrove::Result<()> {
-    let options = TxOptions::new().retry(RetryPolicy::default());
-    db.transaction_with(options, async |tx| {
+    let options = TxOptions::new().retry(transfer_policy());
+    // `async move`: the closure owns `from`, `to` and `amount`, so the future is `Send` and the
+    // transfer can run on a spawned task.
+    db.transaction_with(options, async move |tx| {
         let accounts = tx.repo::<Account>();
         let a = Account::fields();
         // Debit only if the money is there; the filter and the update are one atomic step.
@@ -157,7 +174,7 @@ pub async fn random_transfers(
 
 #[allow(dead_code)] // The test suite includes this file and calls its functions itself.
 #[tokio::main]
-async fn main() -> mongrove::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = mongrove::testkit::server().await?;
     println!("server: {}", server.uri());
     let db = Db::connect(server.uri(), "transfers_example").await?;

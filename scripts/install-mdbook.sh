@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the pinned mdBook into .tools/ (once; later runs reuse it).
+# Installs the pinned mdBook (once per machine) and prints the path of its binary.
+# The cache lives outside the checkout, so fresh clones on the same machine reuse it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 version=0.5.4
-bin=.tools/bin/mdbook
-if [[ -x $bin ]] && [[ "$($bin --version)" == "mdbook v$version" ]]; then
-    exit 0
+root=${MONGROVE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/mongrove/tools}
+bin=$root/bin/mdbook
+if [[ ! -x $bin ]] || [[ "$("$bin" --version)" != "mdbook v$version" ]]; then
+    cargo install mdbook --version "$version" --locked --no-default-features --features search \
+        --root "$root" --target-dir "$root/target" --quiet >&2
+    rm -rf "$root/target"
 fi
-cargo install mdbook --version "$version" --locked --no-default-features --features search \
-    --root .tools --target-dir .tools/target --quiet
-rm -rf .tools/target
+echo "$bin"

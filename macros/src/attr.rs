@@ -55,6 +55,15 @@ pub enum KeyTarget {
     Path(LitStr),
 }
 
+impl KeyTarget {
+    pub fn span(&self) -> Span {
+        match self {
+            KeyTarget::Field(ident) => ident.span(),
+            KeyTarget::Path(lit) => lit.span(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub enum IndexKind {
     Ascending,
@@ -116,10 +125,10 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
                     let lit: LitStr = meta.value()?.parse()?;
                     set_once(cx, &mut out.collection, lit, &path, "collection");
                 } else if path.is_ident("version") {
-                    let lit: LitStr = meta.value().map_err(|e| {
+                    let lit: LitStr = meta.value().map_err(|_| {
                         syn::Error::new(
-                            e.span(),
-                            "expected `version = \"field_name\"`, naming the integer field that holds the version",
+                            path.span(),
+                            "`version` names the integer field that holds the version: write `version = \"version\"`",
                         )
                     })?.parse()?;
                     set_once(cx, &mut out.version, lit, &path, "version");
@@ -382,9 +391,10 @@ fn parse_timestamps(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Timestamps
             } else if inner.path.is_ident("updated") {
                 updated = inner.value()?.parse()?;
             } else {
-                return Err(inner.error(
-                    "unknown timestamps option; expected `created = \"field\"` or `updated = \"field\"`",
-                ));
+                return Err(inner.error(format!(
+                    "unknown timestamps option `{}`; expected `created = \"field\"` or `updated = \"field\"`",
+                    path_name(&inner.path)
+                )));
             }
             Ok(())
         })?;
@@ -473,10 +483,10 @@ fn parse_keys(input: ParseStream) -> syn::Result<Vec<IndexKey>> {
         } else {
             KeyTarget::Field(input.call(Ident::parse_any_ident)?)
         };
-        input.parse::<Token![=]>().map_err(|e| {
+        input.parse::<Token![=]>().map_err(|_| {
             syn::Error::new(
-                e.span(),
-                "each key needs a direction: `field = 1` or `field = -1`",
+                target.span(),
+                "each key needs a direction: `field = 1` (ascending) or `field = -1` (descending)",
             )
         })?;
         let value: Expr = input.parse()?;

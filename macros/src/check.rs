@@ -1,8 +1,8 @@
 //! Rules a model must follow, each reported with the span of the offending token.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use syn::Type;
+use syn::{LitStr, Type};
 
 use crate::ast::{Container, Field};
 use crate::attr::{IndexKind, KeyTarget};
@@ -123,7 +123,7 @@ fn check_id(cx: &mut Ctxt, model: &Container) {
             if field.attrs.skip {
                 cx.syn_error(syn::Error::new(
                     span,
-                    "the id field cannot be skipped by serde: it is the document's `_id`",
+                    "the id field cannot be skipped by serde: it is the document's `_id`; remove `skip` from its `#[serde(...)]`",
                 ));
             } else if field.stored != "_id" {
                 cx.syn_error(syn::Error::new(
@@ -138,7 +138,11 @@ fn check_id(cx: &mut Ctxt, model: &Container) {
             }
         }
         if field.is_id() && field.attrs.flatten {
-            cx.error_spanned_by(field.ident, "the id field cannot be flattened");
+            cx.error_spanned_by(
+                field.ident,
+                "the id field cannot be `#[serde(flatten)]`: `_id` is one value; remove `flatten` \
+                 to store the struct as the `_id` document",
+            );
         }
     }
 }
@@ -227,7 +231,7 @@ fn check_timestamps(cx: &mut Ctxt, model: &Container) {
             )),
             Some(field) if field.attrs.skip => cx.error_spanned_by(
                 field.ident,
-                format!("the timestamp field `{name}` is skipped by serde, so it is never stored"),
+                format!("the timestamp field `{name}` is skipped by serde, so it is never stored; remove `#[serde(skip)]`"),
             ),
             Some(_) => {}
         }
@@ -235,7 +239,7 @@ fn check_timestamps(cx: &mut Ctxt, model: &Container) {
     if ts.created.value() == ts.updated.value() {
         cx.error_spanned_by(
             &ts.updated,
-            "`created` and `updated` must be two different fields",
+            "`created` and `updated` must be two different fields: name a second field, such as `updated = \"updated_at\"`",
         );
     }
 }
@@ -278,7 +282,7 @@ fn check_indexes(cx: &mut Ctxt, model: &Container) {
                     {
                         cx.error_spanned_by(
                             lit,
-                            "an index key path must be a dotted field path like \"address.city\"",
+                            "an index key path must be a dotted field path like \"address.city\", with no empty part and no leading `$`",
                         );
                         continue;
                     }
@@ -287,8 +291,8 @@ fn check_indexes(cx: &mut Ctxt, model: &Container) {
             };
             if !seen_keys.insert(stored.clone()) {
                 cx.syn_error(syn::Error::new(
-                    index.span,
-                    format!("`{stored}` appears twice in this index's keys"),
+                    key.target.span(),
+                    format!("`{stored}` appears twice in this index's keys; keep one of them"),
                 ));
             }
             keys.push((stored, key.kind.clone()));
@@ -306,8 +310,9 @@ fn check_indexes(cx: &mut Ctxt, model: &Container) {
         };
         if name == "_id_" {
             cx.syn_error(syn::Error::new(
-                index.span,
-                "`_id_` is MongoDB's own index on `_id`; it cannot be declared",
+                index.name.as_ref().map_or(index.span, LitStr::span),
+                "`_id_` is the name of MongoDB's own index on `_id`, which every collection has; \
+                 choose another `name`",
             ));
         }
         if !names.insert(name.clone()) {
@@ -387,7 +392,8 @@ fn check_rules(cx: &mut Ctxt, field: &Field) {
 }
 
 fn check_fields(cx: &mut Ctxt, model: &Container) {
-    let mut stored = HashSet::new();
+    // Stored name -> the Rust name of the first field stored under it.
+    let mut stored: HashMap<&str, String> = HashMap::new();
     for field in &model.fields {
         check_rules(cx, field);
         if let Some(span) = field.attrs.nested {
@@ -401,33 +407,45 @@ fn check_fields(cx: &mut Ctxt, model: &Container) {
                 cx.syn_error(syn::Error::new(span, "the id field cannot be `nested`"));
             }
         }
-        if field.has_path()
-            && !field.attrs.flatten
-            && !stored.insert(field.stored.clone())
-            // Two ids are reported by `check_id`.
-            && (!field.is_id() || model.attrs.embedded.is_some())
-        {
-            cx.error_spanned_by(
-                field.ident,
-                format!(
-                    "two fields are stored as `{}`; rename one with `#[serde(rename = \"...\")]`",
-                    field.stored
+        if field.has_path() && !field.attrs.flatten {
+            match stored.get(field.stored.as_str()) {
+                // Two ids are reported by `check_id`.
+                Some(_) if field.is_id() && model.attrs.embedded.is_none() => {}
+                Some(first) => cx.error_spanned_by(
+                    field.ident,
+                    format!(
+                        "`{}` is stored as `{}`, like `{first}` before it; give one of them another \
+                         name with `#[serde(rename = \"...\")]`",
+                        field.rust_name(),
+                        field.stored,
+                    ),
                 ),
-            );
+                None => {
+                    stored.insert(&field.stored, field.rust_name());
+                }
+            }
         }
         if field.has_path() && !field.attrs.flatten && field.stored.starts_with('$') {
             cx.error_spanned_by(
                 field.ident,
                 format!(
-                    "MongoDB field names cannot start with `$` (`{}`)",
-                    field.stored
+                    "MongoDB field names cannot start with `$` (`{}`); rename it, such as \
+                     `#[serde(rename = \"{}\")]`",
+                    field.stored,
+                    field.stored.trim_start_matches('$'),
                 ),
             );
         }
         if field.has_path() && field.stored.contains('.') {
             cx.error_spanned_by(
                 field.ident,
-                format!("`{}` contains a dot, which MongoDB reads as a path into a subdocument; rename it", field.stored),
+                format!(
+                    "`{}` contains a dot, which MongoDB reads as a path into a subdocument; rename it, \
+                     such as `#[serde(rename = \"{}\")]`, or store a `#[model(embedded)]` struct \
+                     with `#[model(nested)]`",
+                    field.stored,
+                    field.stored.replace('.', "_"),
+                ),
             );
         }
     }

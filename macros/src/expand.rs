@@ -1,6 +1,6 @@
 //! Turns a checked model description into `impl Model` (or `impl Embedded`) and its field paths.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, GenericArgument, Ident, PathArguments, Type};
@@ -98,10 +98,10 @@ fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenS
     }
 }
 
-/// The name of the paths struct where the derive builds it. Building it checks the type of every
+/// The name of the paths struct where the derive builds or returns it. Both check the type of every
 /// `#[model(nested)]` field again, so with a single such field the name is spanned at that field's
 /// type: the error "not an embedded model" is then reported once, on the type to fix, instead of on
-/// the derive as well.
+/// the struct name as well.
 fn literal_ident(model: &Container, fields_ident: &Ident) -> Ident {
     let mut nested = model
         .fields
@@ -110,7 +110,7 @@ fn literal_ident(model: &Container, fields_ident: &Ident) -> Ident {
     let mut ident = fields_ident.clone();
     ident.set_span(match (nested.next(), nested.next()) {
         (Some(only), None) => embedded_type(only.ty).span(),
-        _ => Span::call_site(),
+        _ => fields_ident.span(),
     });
     ident
 }
@@ -263,7 +263,11 @@ fn expand_model(model: &Container) -> TokenStream {
             None => quote!(::std::option::Option::None),
         };
         let partial = match &index.partial {
-            Some(path) => quote!(::std::option::Option::Some(#path as fn() -> __m::Document)),
+            // Spanned at the path, so a function of another type is reported there.
+            Some(path) => quote_spanned!(path.span()=> ::std::option::Option::Some({
+                let partial: fn() -> __m::Document = #path;
+                partial
+            })),
             None => quote!(::std::option::Option::None),
         };
         quote! {
@@ -271,7 +275,10 @@ fn expand_model(model: &Container) -> TokenStream {
         }
     });
 
-    let hooks = if model.attrs.hooks.is_some() {
+    let hooks = if let Some(span) = model.attrs.hooks {
+        // Every runner comes from one call spanned at `hooks`: a missing `impl Hooks` is then
+        // reported once, on the attribute that asks for it.
+        let fns = quote_spanned!(span=> __m::hooks_of::<Self>());
         quote! {
             const HAS_HOOKS: bool = true;
 
@@ -280,7 +287,7 @@ fn expand_model(model: &Container) -> TokenStream {
                 point: __m::HookPoint,
                 ctx: &'a mut __m::HookContext<'_>,
             ) -> __m::BoxFuture<'a, __m::HookResult> {
-                __m::run_hook(self, point, ctx)
+                (#fns.hook)(self, point, ctx)
             }
 
             fn __hook_ref<'a>(
@@ -288,25 +295,25 @@ fn expand_model(model: &Container) -> TokenStream {
                 point: __m::HookPoint,
                 ctx: &'a mut __m::HookContext<'_>,
             ) -> __m::BoxFuture<'a, __m::HookResult> {
-                __m::run_hook_ref(self, point, ctx)
+                (#fns.hook_ref)(self, point, ctx)
             }
 
             fn __validate_hook<'a>(
                 &'a self,
                 ctx: &'a mut __m::HookContext<'_>,
             ) -> __m::BoxFuture<'a, ::std::vec::Vec<__m::FieldFailure>> {
-                __m::run_validate(self, ctx)
+                (#fns.validate)(self, ctx)
             }
 
             fn __before_update<'a>(
                 ctx: &'a mut __m::HookContext<'_>,
                 spec: __m::UpdateSpec<'a>,
             ) -> __m::BoxFuture<'a, __m::HookResult> {
-                __m::run_before_update::<Self>(ctx, spec)
+                (#fns.before_update)(ctx, spec)
             }
 
             fn __after_update<'a>(ctx: &'a mut __m::HookContext<'_>) -> __m::BoxFuture<'a, __m::HookResult> {
-                __m::run_after_update::<Self>(ctx)
+                (#fns.after_update)(ctx)
             }
         }
     } else {
@@ -322,7 +329,7 @@ fn expand_model(model: &Container) -> TokenStream {
 
         impl #ident {
             /// Typed field paths for filters, updates, sorts and projections.
-            #vis fn fields() -> #fields_ident {
+            #vis fn fields() -> #literal_ident {
                 <Self as ::mongrove::__private::Model>::fields()
             }
         }

@@ -39,7 +39,9 @@ use tracing::Instrument;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::transaction::{self, Body, Commit, Standalone, Tx, TxOptions, TxSession, with_ambient};
+use crate::transaction::{
+    self, Commit, Standalone, Tx, TxOptions, TxSession, transaction_loop, with_ambient,
+};
 
 /// A result stored by a node, type-erased.
 type Value = Arc<dyn Any + Send + Sync>;
@@ -228,16 +230,15 @@ where
     Box::new(move |tx, store| Box::pin(action(tx, store)))
 }
 
-/// A boxed action with its store snapshot, as the body of a transaction scope.
-struct ActionBody<'s, 'a, T> {
-    action: &'s mut Action<'a, T>,
-    store: &'s Store,
-}
-
-impl<T> Body<T> for ActionBody<'_, '_, T> {
-    fn call<'t>(&'t mut self, tx: &'t Tx) -> impl Future<Output = Result<T>> + 't {
-        (self.action)(tx.clone(), self.store.clone())
-    }
+/// Runs a boxed action in a transaction on `db` (retried like any transaction), handing it the
+/// store snapshot.
+async fn run_action<'a, T>(
+    db: &Db,
+    options: &TxOptions,
+    action: &mut Action<'a, T>,
+    store: &Store,
+) -> Result<T> {
+    transaction_loop!(db, options, |tx| action(tx.clone(), store.clone()))
 }
 
 /// A node of a tree or a step of a saga.
@@ -266,14 +267,10 @@ async fn compensate(
             continue;
         };
         let span = tracing::info_span!("compensation", node = node.name.as_str());
-        let body = ActionBody {
-            action: compensation,
-            store,
-        };
-        match transaction::run(&node.db, options, body)
+        let outcome = run_action(&node.db, options, compensation, store)
             .instrument(span)
-            .await
-        {
+            .await;
+        match outcome {
             Ok(()) => report.compensated.push(node.name.clone()),
             Err(error) => {
                 tracing::error!(node = node.name.as_str(), %error, "compensation failed");
@@ -349,6 +346,8 @@ impl<'a> TxTree<'a> {
 
     /// Options of every node's transaction (concerns, commit time, standalone mode), and the
     /// retry policy of the tree: a transient error before any commit runs the whole tree again.
+    /// With [`Standalone::RunWithoutTransaction`], a node on a standalone server writes
+    /// directly: its writes stay when another node fails.
     pub fn options(mut self, options: TxOptions) -> Self {
         self.options = options;
         self
@@ -825,11 +824,8 @@ impl<'a> Saga<'a> {
                 };
                 let name = step.name.clone();
                 let span = tracing::info_span!("step", step = name.as_str());
-                let body = ActionBody {
-                    action: &mut step.action,
-                    store: &store,
-                };
-                let outcome = AssertUnwindSafe(transaction::run(&step.db, &self.options, body))
+                let step_run = run_action(&step.db, &self.options, &mut step.action, &store);
+                let outcome = AssertUnwindSafe(step_run)
                     .catch_unwind()
                     .instrument(span)
                     .await;

@@ -153,13 +153,15 @@ pub enum Error {
     },
 
     /// A change stream cannot resume because its resume point is no longer in the server's
-    /// oplog (server error 286, `ChangeStreamHistoryLost`): the consumer was away longer than the
-    /// oplog window, and the events in between are gone. Rebuild what the consumer derives from
-    /// a full read of the collection, then clear the stored token to start again from now.
+    /// oplog (server error 286, `ChangeStreamHistoryLost`: the consumer was away longer than the
+    /// oplog window), or cannot be found there (error 280 with "the resume token was not found":
+    /// a token from another deployment, or of a write that was rolled back). Events may have been
+    /// lost. Rebuild what the consumer derives from a full read of the collection, then clear the
+    /// stored token to start again from now.
     #[error(
         "the change stream on `{collection}` cannot resume: its resume point is no longer in the \
-         oplog, so events were lost; rebuild from a full read, then clear the stored resume \
-         token ({reason})"
+         oplog, so events may have been lost; rebuild from a full read, then clear the stored \
+         resume token ({reason})"
     )]
     ChangeHistoryLost {
         /// The watched collection (or `*` for a database-wide stream).

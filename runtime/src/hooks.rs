@@ -235,6 +235,34 @@ pub fn run_after_update<'a, T: Hooks>(ctx: &'a mut HookContext<'_>) -> BoxFuture
     T::after_update(ctx)
 }
 
+/// The hook runners of `T`, as the derive calls them. `T: Hooks` is required here only, so a
+/// model that declares `#[model(hooks)]` without implementing [`Hooks`] gets one error rather than
+/// one per hook point.
+#[doc(hidden)]
+#[allow(clippy::type_complexity)]
+pub struct HookFns<T> {
+    pub hook:
+        for<'a, 'b> fn(&'a mut T, HookPoint, &'a mut HookContext<'b>) -> BoxFuture<'a, HookResult>,
+    pub hook_ref:
+        for<'a, 'b> fn(&'a T, HookPoint, &'a mut HookContext<'b>) -> BoxFuture<'a, HookResult>,
+    pub validate:
+        for<'a, 'b> fn(&'a T, &'a mut HookContext<'b>) -> BoxFuture<'a, Vec<FieldFailure>>,
+    pub before_update:
+        for<'a, 'b> fn(&'a mut HookContext<'b>, UpdateSpec<'a>) -> BoxFuture<'a, HookResult>,
+    pub after_update: for<'a, 'b> fn(&'a mut HookContext<'b>) -> BoxFuture<'a, HookResult>,
+}
+
+#[doc(hidden)]
+pub fn hooks_of<T: Hooks>() -> HookFns<T> {
+    HookFns {
+        hook: run_hook::<T>,
+        hook_ref: run_hook_ref::<T>,
+        validate: run_validate::<T>,
+        before_update: run_before_update::<T>,
+        after_update: run_after_update::<T>,
+    }
+}
+
 /// Wraps what a hook returned.
 pub(crate) fn hook_error<M: Model>(
     hook: &'static str,

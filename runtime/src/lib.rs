@@ -47,6 +47,10 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// `Error` carries the ids and names an application needs to act on (a `Bson` id, the
+// collection), which makes it larger than clippy's default limit. Errors are the cold path of
+// operations that wait on the network, so their size does not matter; their content does.
+#![allow(clippy::result_large_err)]
 
 pub mod coordinate;
 mod db;
@@ -88,8 +92,8 @@ pub use validate::{LengthValue, PatternValue, RangeValue};
 pub mod __private {
     pub use crate::error::FieldFailure;
     pub use crate::hooks::{
-        HookContext, HookPoint, HookResult, UpdateSpec, run_after_update, run_before_update,
-        run_hook, run_hook_ref, run_validate,
+        HookContext, HookFns, HookPoint, HookResult, UpdateSpec, hooks_of, run_after_update,
+        run_before_update, run_hook, run_hook_ref, run_validate,
     };
     pub use crate::model::{
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, version_to_i64,

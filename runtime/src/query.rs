@@ -481,14 +481,6 @@ impl<M> Filter<M> {
         Self::raw(doc! { "$or": [self.doc, other.doc] })
     }
 
-    /// The filter does not match (`$nor`).
-    pub fn not(self) -> Self {
-        if let Some(problem) = self.problem {
-            return Self::failed(problem);
-        }
-        Self::raw(doc! { "$nor": [self.doc] })
-    }
-
     /// The document the server receives.
     pub fn document(&self) -> &Document {
         &self.doc
@@ -499,6 +491,18 @@ impl<M> Filter<M> {
             Some(problem) => Err(problem),
             None => Ok(self.doc),
         }
+    }
+}
+
+/// `!filter`: matches what `filter` does not (`$nor`).
+impl<M> std::ops::Not for Filter<M> {
+    type Output = Filter<M>;
+
+    fn not(self) -> Filter<M> {
+        if let Some(problem) = self.problem {
+            return Filter::failed(problem);
+        }
+        Filter::raw(doc! { "$nor": [self.doc] })
     }
 }
 

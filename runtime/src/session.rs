@@ -39,6 +39,7 @@ pub(crate) type SharedSession = Arc<TxShared>;
 /// `after` is what the in-memory model now claims.
 #[derive(Debug, Clone)]
 pub(crate) struct VersionWrite {
+    pub(crate) database: String,
     pub(crate) collection: &'static str,
     pub(crate) id: Bson,
     pub(crate) before: i64,
@@ -51,7 +52,15 @@ pub(crate) struct VersionWrite {
 /// the server has, and the write goes on as if the aborted attempt never happened.
 #[derive(Debug, Default)]
 pub(crate) struct VersionLedger {
-    rolled_back: std::sync::Mutex<HashMap<(&'static str, String), (i64, i64)>>,
+    /// `(claimed, real)` versions per document.
+    rolled_back: std::sync::Mutex<HashMap<LedgerKey, (i64, i64)>>,
+}
+
+/// A document: database, collection and `_id` (as extended JSON text, since `Bson` is not `Hash`).
+type LedgerKey = (String, &'static str, String);
+
+fn ledger_key(database: &str, collection: &'static str, id: &Bson) -> LedgerKey {
+    (database.to_owned(), collection, id.to_string())
 }
 
 impl VersionLedger {
@@ -61,7 +70,7 @@ impl VersionLedger {
             return;
         };
         for write in writes {
-            let key = (write.collection, write.id.to_string());
+            let key = ledger_key(&write.database, write.collection, &write.id);
             // Several saves of one document in one attempt: the first `before` is the real one.
             let real = map.get(&key).map_or(write.before, |(_, real)| *real);
             map.insert(key, (write.after, real));
@@ -70,11 +79,17 @@ impl VersionLedger {
 
     /// The version to expect for a model claiming `claimed`: the server's, when `claimed` came
     /// from an aborted transaction.
-    pub(crate) fn correct(&self, collection: &'static str, id: &Bson, claimed: i64) -> i64 {
+    pub(crate) fn correct(
+        &self,
+        database: &str,
+        collection: &'static str,
+        id: &Bson,
+        claimed: i64,
+    ) -> i64 {
         let Ok(mut map) = self.rolled_back.lock() else {
             return claimed;
         };
-        let key = (collection, id.to_string());
+        let key = ledger_key(database, collection, id);
         match map.get(&key) {
             Some((stale, real)) if *stale == claimed => {
                 let real = *real;
@@ -86,9 +101,9 @@ impl VersionLedger {
     }
 
     /// A write of this document succeeded: whatever was recorded for it is history.
-    pub(crate) fn forget(&self, collection: &'static str, id: &Bson) {
+    pub(crate) fn forget(&self, database: &str, collection: &'static str, id: &Bson) {
         if let Ok(mut map) = self.rolled_back.lock() {
-            map.remove(&(collection, id.to_string()));
+            map.remove(&ledger_key(database, collection, id));
         }
     }
 }
@@ -120,10 +135,10 @@ impl<'a> SessionSlot<'a> {
 
     /// Notes a versioned write made in a transaction scope's session.
     pub(crate) fn record(&self, write: VersionWrite) {
-        if let SessionSlot::Shared(shared) = self {
-            if let Ok(mut writes) = shared.writes.lock() {
-                writes.push(write);
-            }
+        if let SessionSlot::Shared(shared) = self
+            && let Ok(mut writes) = shared.writes.lock()
+        {
+            writes.push(write);
         }
     }
 

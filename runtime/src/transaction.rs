@@ -19,10 +19,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
 use mongodb::ClientSession;
 use mongodb::bson::doc;
 use mongodb::options::{
@@ -222,7 +220,7 @@ tokio::task_local! {
 }
 
 /// The innermost transaction of `db`'s deployment running on the current task.
-fn ambient_tx(db: &Db) -> Option<Tx> {
+pub(crate) fn ambient_tx(db: &Db) -> Option<Tx> {
     AMBIENT
         .try_with(|scopes| {
             scopes
@@ -247,32 +245,21 @@ pub(crate) fn with_ambient<F: Future>(tx: &Tx, future: F) -> TaskLocalFuture<Vec
     AMBIENT.scope(scopes, future)
 }
 
-/// The body of a transaction: a closure the scope may call several times.
-pub(crate) trait Body<T> {
-    fn call<'t>(&'t mut self, tx: &'t Tx) -> impl Future<Output = Result<T>> + 't;
-}
-
-/// An async closure as a [`Body`].
-struct Closure<F>(F);
-
-impl<T, F> Body<T> for Closure<F>
-where
-    F: AsyncFnMut(&Tx) -> Result<T>,
-{
-    fn call<'t>(&'t mut self, tx: &'t Tx) -> impl Future<Output = Result<T>> + 't {
-        (self.0)(tx)
-    }
-}
-
 impl Db {
     /// Runs `body` in a transaction and returns its value: commits on `Ok`, aborts on `Err`
     /// (returning the error), aborts on a panic (and lets the panic continue).
     ///
-    /// The body may run more than once: after an error labelled `TransientTransactionError`
-    /// the whole body runs again in a new transaction, as the MongoDB convenient-transaction
-    /// specification prescribes; see the [module documentation](crate::Tx) and
-    /// [`Db::transaction_with`] for the rules and options. Keep side effects that cannot be
-    /// repeated (emails, HTTP calls) out of it, or after it.
+    /// Retries follow the MongoDB convenient-transaction specification:
+    ///
+    /// - an error labelled `TransientTransactionError`, from the body or from the commit, runs
+    ///   the whole body again in a new transaction: the body may run more than once, so keep
+    ///   side effects that cannot be repeated (emails, HTTP calls) out of it, or after it;
+    /// - an error labelled `UnknownTransactionCommitResult` from the commit retries only the
+    ///   commit (with majority write concern), except `MaxTimeMSExpired` (code 50);
+    /// - any other error aborts and is returned unchanged;
+    /// - retries wait a jittered exponential backoff and stop at the deadline of the
+    ///   [`RetryPolicy`] (120 s by default) with [`Error::Timeout`], which keeps the last error
+    ///   and its labels. [`Db::transaction_with`] sets the policy and the other options.
     ///
     /// Inside the body, [`Tx::repo`] and `db.repo()` both give repositories bound to the
     /// transaction. A `db.transaction(...)` called inside the body (directly or in a function it
@@ -315,7 +302,7 @@ impl Db {
     where
         F: AsyncFnMut(&Tx) -> Result<T>,
     {
-        run(self, &TxOptions::default(), Closure(body)).await
+        run_closure(self, &TxOptions::default(), body).await
     }
 
     /// [`Db::transaction`] with options: read and write concern, read preference, maximum
@@ -324,7 +311,7 @@ impl Db {
     where
         F: AsyncFnMut(&Tx) -> Result<T>,
     {
-        run(self, &options, Closure(body)).await
+        run_closure(self, &options, body).await
     }
 
     /// Whether the deployment can run transactions: a replica set or a sharded cluster, not a
@@ -526,68 +513,101 @@ pub(crate) async fn pause(
     }
 }
 
-/// Runs `body` in a transaction of `db`, or in the running one of the same deployment.
-pub(crate) async fn run<T, B: Body<T>>(db: &Db, options: &TxOptions, mut body: B) -> Result<T> {
-    if let Some(outer) = ambient_tx(db) {
-        tracing::debug!(
-            db = db.name(),
-            "joining the transaction running on this task"
-        );
-        return body.call(&outer).await;
+/// The transaction loop: joins the running transaction of the same deployment, or runs a new
+/// one (or none, on a standalone server in local mode) with the retries of the specification.
+/// `$call` makes the body's future from `$tx: &Tx`. A macro rather than a function generic over
+/// the body, so that the async closure entry and the boxed-action entry (transaction trees and
+/// sagas) each get a future whose `Send`-ness the compiler can prove (rust-lang/rust#96865).
+macro_rules! transaction_loop {
+    ($db:expr, $options:expr, |$tx:ident| $call:expr) => {{
+        let db: &$crate::db::Db = $db;
+        let options: &$crate::transaction::TxOptions = $options;
+        if let Some(outer) = $crate::transaction::ambient_tx(db) {
+            ::tracing::debug!(
+                db = db.name(),
+                "joining the transaction running on this task"
+            );
+            let $tx = &outer;
+            return $call.await;
+        }
+        let span = ::tracing::info_span!("transaction", db = db.name());
+        ::tracing::Instrument::instrument(
+            async {
+                let Some(mut session) = $crate::transaction::open(db, options).await? else {
+                    let local = $crate::transaction::Tx::local(db.clone());
+                    let $tx = &local;
+                    return $crate::transaction::with_ambient($tx, $call).await;
+                };
+                let policy = options.retry_policy();
+                let driver_options = options.driver_options();
+                let started = ::std::time::Instant::now();
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    session.start(&driver_options).await?;
+                    let current = session.tx(attempt);
+                    let $tx = &current;
+                    let outcome = ::futures_util::FutureExt::catch_unwind(
+                        ::std::panic::AssertUnwindSafe(::tracing::Instrument::instrument(
+                            $crate::transaction::with_ambient($tx, $call),
+                            ::tracing::debug_span!("attempt", number = attempt),
+                        )),
+                    )
+                    .await;
+                    let error = match outcome {
+                        Err(panic) => {
+                            ::tracing::debug!("the transaction body panicked; aborting");
+                            session.abort().await;
+                            ::std::panic::resume_unwind(panic)
+                        }
+                        Ok(Err(error)) => {
+                            session.abort().await;
+                            error
+                        }
+                        Ok(Ok(value)) => match session.commit(policy, started).await {
+                            $crate::transaction::Commit::Done => return Ok(value),
+                            $crate::transaction::Commit::Rerun(error) => error,
+                            $crate::transaction::Commit::Failed(error) => return Err(error),
+                        },
+                    };
+                    if !policy.retries(&error) {
+                        return Err(error);
+                    }
+                    $crate::transaction::pause(policy, attempt, started, error, "transaction")
+                        .await?;
+                }
+            },
+            span,
+        )
+        .await
+    }};
+}
+pub(crate) use transaction_loop;
+
+/// A session for a new transaction scope on `db`, or `None` to run without a transaction (a
+/// standalone server in local mode, after one warning).
+pub(crate) async fn open(db: &Db, options: &TxOptions) -> Result<Option<TxSession>> {
+    if db.supports_transactions().await? {
+        return Ok(Some(TxSession::new(db).await?));
     }
-    let span = tracing::info_span!("transaction", db = db.name());
-    run_new(db, options, body).instrument(span).await
+    match options.standalone {
+        Standalone::Fail => Err(Error::TransactionsUnsupported),
+        Standalone::RunWithoutTransaction => {
+            tracing::warn!(
+                db = db.name(),
+                "the deployment does not support transactions (a standalone server): running \
+                 without one, as Standalone::RunWithoutTransaction asks; writes are not atomic \
+                 and are not rolled back on error"
+            );
+            Ok(None)
+        }
+    }
 }
 
-async fn run_new<T, B: Body<T>>(db: &Db, options: &TxOptions, mut body: B) -> Result<T> {
-    if !db.supports_transactions().await? {
-        return match options.standalone {
-            Standalone::Fail => Err(Error::TransactionsUnsupported),
-            Standalone::RunWithoutTransaction => {
-                tracing::warn!(
-                    db = db.name(),
-                    "the deployment does not support transactions (a standalone server): \
-                     running without one, as Standalone::RunWithoutTransaction asks; writes are \
-                     not atomic and are not rolled back on error"
-                );
-                let tx = Tx::local(db.clone());
-                with_ambient(&tx, body.call(&tx)).await
-            }
-        };
-    }
-    let policy = &options.retry;
-    let driver_options = options.driver_options();
-    let started = Instant::now();
-    let mut session = TxSession::new(db).await?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        session.start(&driver_options).await?;
-        let tx = session.tx(attempt);
-        let span = tracing::debug_span!("attempt", number = attempt);
-        let outcome = AssertUnwindSafe(with_ambient(&tx, body.call(&tx)))
-            .catch_unwind()
-            .instrument(span)
-            .await;
-        let error = match outcome {
-            Err(panic) => {
-                tracing::debug!("the transaction body panicked; aborting");
-                session.abort().await;
-                resume_unwind(panic)
-            }
-            Ok(Err(error)) => {
-                session.abort().await;
-                error
-            }
-            Ok(Ok(value)) => match session.commit(policy, started).await {
-                Commit::Done => return Ok(value),
-                Commit::Rerun(error) => error,
-                Commit::Failed(error) => return Err(error),
-            },
-        };
-        if !policy.retries(&error) {
-            return Err(error);
-        }
-        pause(policy, attempt, started, error, "transaction").await?;
-    }
+/// Runs an async closure in a transaction of `db` (or the running one).
+async fn run_closure<T, F>(db: &Db, options: &TxOptions, mut body: F) -> Result<T>
+where
+    F: AsyncFnMut(&Tx) -> Result<T>,
+{
+    transaction_loop!(db, options, |tx| body(tx))
 }

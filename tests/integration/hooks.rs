@@ -26,6 +26,8 @@ fn record(title: &str, hook: &'static str) {
     CALLS.lock().unwrap().push((title.to_owned(), hook));
 }
 
+// A `custom` rule receives the field as it is stored in the struct: `&String`.
+#[allow(clippy::ptr_arg)]
 fn is_lowercase(value: &String) -> Result<(), String> {
     if value.chars().all(|c| !c.is_uppercase()) {
         Ok(())

@@ -7,7 +7,7 @@ mod example;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,7 +77,10 @@ async fn websocket_client_receives_an_inserted_order_as_json() {
     let orders = db.repo::<Order>();
     let writer = tokio::spawn(async move {
         let mut order = Order::new("Ada", "keyboard", 2, 12_998);
-        orders.insert(&mut order).await.expect("the insert succeeds")
+        orders
+            .insert(&mut order)
+            .await
+            .expect("the insert succeeds")
     });
     let id = writer.await.unwrap();
 
@@ -122,8 +125,12 @@ async fn every_client_gets_every_order_and_leaving_closes_only_its_stream() {
     let (addr, stop, server) = start(&live).await;
 
     let url = format!("ws://{addr}/ws");
-    let (mut first, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-    let (mut second, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut first, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (mut second, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
     assert_eq!(next_json(&mut first).await["type"], "ready");
     assert_eq!(next_json(&mut second).await["type"], "ready");
     assert_eq!(live.open_streams(), 2);
@@ -176,7 +183,10 @@ async fn the_page_is_served_over_plain_http() {
         .unwrap()
         .unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    assert!(response.contains("new WebSocket("), "the page opens a WebSocket");
+    assert!(
+        response.contains("new WebSocket("),
+        "the page opens a WebSocket"
+    );
     assert_eq!(live.open_streams(), 0);
 
     let _ = stop.send(());

@@ -2,8 +2,15 @@
 //! built into one binary so the driver is linked once.
 
 mod common;
+mod consumers;
+mod coordinate;
 mod hooks;
 mod indexes;
+mod live_orders;
 mod quickstart;
 mod repo;
+mod testkit;
+mod transactions;
 mod versioning;
+mod watch;
+mod watch_runner;

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use mongrove::bson::oid::ObjectId;
-use mongrove::bson::{Bson, Timestamp, doc};
+use mongrove::bson::{self, Bson, doc};
 use mongrove::watch::{
     Change, ChangeKind, ChangeStream, FullDocumentBeforeChangeType, FullDocumentType, Operation,
+    ResumeToken,
 };
 use mongrove::{Error, Model};
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,7 @@ async fn next<M: Model>(stream: &mut ChangeStream<M>) -> Change<M> {
 async fn events_are_typed_with_pre_and_post_images() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
+    // ANCHOR: images
     parcels.enable_pre_and_post_images().await.unwrap();
     let mut changes = parcels
         .watch()
@@ -69,6 +71,7 @@ async fn events_are_typed_with_pre_and_post_images() {
         .full_document_before_change(FullDocumentBeforeChangeType::Required)
         .await
         .unwrap();
+    // ANCHOR_END: images
 
     let f = Parcel::fields();
     let mut parcel = Parcel::new("books", 12);
@@ -80,6 +83,7 @@ async fn events_are_typed_with_pre_and_post_images() {
         .unwrap();
     let mut replacement = Parcel::new("records", 3);
     replacement.id = Some(id);
+    replacement.version = 1; // the version it replaces: replace is version-checked
     parcels
         .replace(f.id.eq(id), &mut replacement)
         .await
@@ -93,7 +97,10 @@ async fn events_are_typed_with_pre_and_post_images() {
     assert_eq!(inserted.version(), Some(0));
     assert!(inserted.cluster_time.is_some() && inserted.transaction.is_none());
     assert_eq!(
-        inserted.namespace.as_ref().and_then(|ns| ns.collection.as_deref()),
+        inserted
+            .namespace
+            .as_ref()
+            .and_then(|ns| ns.collection.as_deref()),
         Some("parcels")
     );
     let ChangeKind::Insert { document, .. } = &inserted.kind else {
@@ -101,6 +108,7 @@ async fn events_are_typed_with_pre_and_post_images() {
     };
     assert_eq!(document, &parcel);
 
+    // ANCHOR: update-event
     let updated = next(&mut changes).await;
     let ChangeKind::Update {
         description,
@@ -111,13 +119,23 @@ async fn events_are_typed_with_pre_and_post_images() {
     else {
         panic!("{updated:?}")
     };
-    assert_eq!(description.updated_fields.get("weight"), Some(&Bson::Int64(7)));
+    assert_eq!(
+        description.updated_fields.get("weight"),
+        Some(&Bson::Int64(7))
+    );
     assert_eq!(description.removed_fields, vec!["note".to_owned()]);
     assert_eq!(updated.version(), Some(1));
+    // ANCHOR_END: update-event
     let after = document.as_ref().expect("the post-image");
-    assert_eq!((after.weight, after.note.as_deref(), after.version), (7, None, 1));
+    assert_eq!(
+        (after.weight, after.note.as_deref(), after.version),
+        (7, None, 1)
+    );
     let before = before.as_ref().expect("the pre-image");
-    assert_eq!((before.weight, before.note.as_deref(), before.version), (12, Some("fragile"), 0));
+    assert_eq!(
+        (before.weight, before.note.as_deref(), before.version),
+        (12, Some("fragile"), 0)
+    );
 
     let replaced = next(&mut changes).await;
     let ChangeKind::Replace {
@@ -140,7 +158,12 @@ async fn events_are_typed_with_pre_and_post_images() {
     assert_eq!(deleted.version(), None);
 
     // Tokens are distinct and in order of the events.
-    let tokens = [&inserted.token, &updated.token, &replaced.token, &deleted.token];
+    let tokens = [
+        &inserted.token,
+        &updated.token,
+        &replaced.token,
+        &deleted.token,
+    ];
     for (i, a) in tokens.iter().enumerate() {
         for b in &tokens[i + 1..] {
             assert_ne!(a, b);
@@ -173,7 +196,10 @@ async fn updates_carry_the_document_only_when_asked() {
     assert!(update.document().is_none() && update.before().is_none());
     assert_eq!(update.version(), Some(1));
     let update = next(&mut looked_up).await;
-    assert_eq!(update.document().map(|p| (p.weight, p.version)), Some((3, 1)));
+    assert_eq!(
+        update.document().map(|p| (p.weight, p.version)),
+        Some((3, 1))
+    );
 }
 
 #[tokio::test]
@@ -181,6 +207,7 @@ async fn filters_by_operation_and_typed_field_paths() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
     let f = Parcel::fields();
+    // ANCHOR: filters
     let mut heavy_inserts = parcels
         .watch()
         .operations([Operation::Insert])
@@ -194,6 +221,7 @@ async fn filters_by_operation_and_typed_field_paths() {
         .filter(f.label.eq("express"))
         .await
         .unwrap();
+    // ANCHOR_END: filters
 
     let light = parcels.insert(&mut Parcel::new("light", 1)).await.unwrap();
     let heavy = parcels.insert(&mut Parcel::new("heavy", 20)).await.unwrap();
@@ -217,7 +245,10 @@ async fn filters_by_operation_and_typed_field_paths() {
     assert_eq!(next(&mut heavy_inserts).await.id(), Some(&last));
     // Only the updates whose looked-up document has the label pass.
     let first = next(&mut relabelled).await;
-    assert_eq!((first.operation(), first.id()), (Operation::Update, Some(&light)));
+    assert_eq!(
+        (first.operation(), first.id()),
+        (Operation::Update, Some(&light))
+    );
     let second = next(&mut relabelled).await;
     assert_eq!(second.id(), Some(&last));
 }
@@ -236,6 +267,7 @@ async fn a_document_that_does_not_decode_names_collection_id_and_field() {
         .unwrap();
     let good = parcels.insert(&mut Parcel::new("fine", 1)).await.unwrap();
 
+    // ANCHOR: decode-error
     match next_item(&mut changes).await {
         Err(Error::Decode {
             collection,
@@ -252,6 +284,7 @@ async fn a_document_that_does_not_decode_names_collection_id_and_field() {
     }
     // The stream goes on with the next event.
     assert_eq!(next(&mut changes).await.id(), Some(&good));
+    // ANCHOR_END: decode-error
 }
 
 #[tokio::test]
@@ -265,6 +298,7 @@ async fn starts_at_an_operation_time_or_after_a_token() {
     assert_eq!(first.id(), Some(&a));
     assert_eq!(next(&mut changes).await.id(), Some(&b));
 
+    // ANCHOR: start-points
     let mut resumed = parcels
         .watch()
         .resume_after(first.token.clone())
@@ -286,6 +320,7 @@ async fn starts_at_an_operation_time_or_after_a_token() {
         .unwrap();
     assert_eq!(next(&mut from_time).await.id(), Some(&a));
     assert_eq!(next(&mut from_time).await.id(), Some(&b));
+    // ANCHOR_END: start-points
 
     // The stream's own token moves with what it returned.
     assert!(from_time.resume_token().is_some());
@@ -304,6 +339,7 @@ async fn updates_of_one_transaction_share_its_identity() {
         .await
         .unwrap();
 
+    // ANCHOR: transaction
     let mut session = db.start_session().await.unwrap();
     session.start_transaction().await.unwrap();
     parcels
@@ -328,16 +364,22 @@ async fn updates_of_one_transaction_share_its_identity() {
     assert_eq!((first.id(), second.id()), (Some(&x), Some(&y)));
     let tx = first.transaction.clone().expect("a transaction identity");
     assert_eq!(second.transaction.as_ref(), Some(&tx));
-    assert_eq!(first.cluster_time, second.cluster_time, "one commit, one time");
+    assert_eq!(
+        first.cluster_time, second.cluster_time,
+        "one commit, one time"
+    );
     assert_eq!(outside.transaction, None);
     assert_ne!(outside.cluster_time, first.cluster_time);
+    // ANCHOR_END: transaction
 }
 
 #[tokio::test]
 async fn a_database_wide_stream_types_each_collection() {
     let db = crate::common::db().await;
+    // ANCHOR: database
     let mut everything = db.watch().await.unwrap();
     let mut parcels_only = db.watch().collections(["parcels"]).await.unwrap();
+    // ANCHOR_END: database
 
     let mut crate_ = Crate {
         id: None,
@@ -350,16 +392,30 @@ async fn a_database_wide_stream_types_each_collection() {
         .await
         .unwrap();
 
-    let first = timeout(WAIT, everything.next()).await.unwrap().unwrap().unwrap();
+    let first = timeout(WAIT, everything.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first.collection(), Some("crates"));
     assert_eq!(first.operation, Operation::Insert);
+    // ANCHOR: database-typed
     assert!(first.typed::<Parcel>().is_none());
     let typed = first.typed::<Crate>().unwrap().unwrap();
     assert_eq!(typed.document().map(|c| c.name.as_str()), Some("tea"));
-    let second = timeout(WAIT, everything.next()).await.unwrap().unwrap().unwrap();
+    // ANCHOR_END: database-typed
+    let second = timeout(WAIT, everything.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(second.collection(), Some("parcels"));
 
-    let only = timeout(WAIT, parcels_only.next()).await.unwrap().unwrap().unwrap();
+    let only = timeout(WAIT, parcels_only.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(only.collection(), Some("parcels"));
     let typed = only.typed::<Parcel>().unwrap().unwrap();
     assert_eq!(typed.id(), Some(&parcel));
@@ -376,10 +432,14 @@ async fn dropping_the_collection_invalidates_the_stream() {
     parcels.collection().drop().await.unwrap();
 
     assert_eq!(next(&mut changes).await.operation(), Operation::Insert);
+    // ANCHOR: invalidate
     assert_eq!(next(&mut changes).await.operation(), Operation::Drop);
     let invalidate = next(&mut changes).await;
     assert!(matches!(invalidate.kind, ChangeKind::Invalidate));
-    assert!(timeout(WAIT, changes.next()).await.unwrap().is_none(), "the stream ends");
+    assert!(
+        timeout(WAIT, changes.next()).await.unwrap().is_none(),
+        "the stream ends"
+    );
     assert!(!changes.is_alive());
 
     // A new stream can start after the invalidate event and follow the collection created again.
@@ -390,26 +450,37 @@ async fn dropping_the_collection_invalidates_the_stream() {
         .unwrap();
     let third = parcels.insert(&mut Parcel::new("third", 1)).await.unwrap();
     assert_eq!(next(&mut again).await.id(), Some(&third));
+    // ANCHOR_END: invalidate
+}
+
+/// A token for a moment before anything in the oplog: a real token with its cluster time set to
+/// (1, 1). (A resume token's `_data` is hex: `82`, then the 8 bytes of its cluster time.)
+pub fn ancient(token: &ResumeToken) -> ResumeToken {
+    let stored = bson::to_document(token).unwrap();
+    let data = stored.get_str("_data").unwrap();
+    let forged = format!("82{}{}{}", "00000001", "00000001", &data[18..]);
+    bson::from_document(doc! { "_data": forged }).unwrap()
 }
 
 #[tokio::test]
-async fn a_start_point_older_than_the_oplog_is_a_clear_error() {
+async fn a_resume_point_missing_from_the_oplog_is_a_clear_error() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
-    let opened = parcels
-        .watch()
-        .start_at_operation_time(Timestamp {
-            time: 1,
-            increment: 1,
-        })
-        .await;
+    let mut changes = parcels.watch().await.unwrap();
+    parcels.insert(&mut Parcel::new("a", 1)).await.unwrap();
+    let event = next(&mut changes).await;
+
+    let opened = parcels.watch().resume_after(ancient(&event.token)).await;
     let error = match opened {
         Err(e) => e,
-        Ok(mut stream) => {
-            parcels.insert(&mut Parcel::new("x", 1)).await.unwrap();
-            next_item(&mut stream).await.expect_err("history lost")
-        }
+        Ok(mut stream) => next_item(&mut stream).await.expect_err("history lost"),
     };
-    assert!(matches!(error, Error::ChangeHistoryLost { .. }), "{error:?}");
-    assert!(error.to_string().contains("no longer in the oplog"), "{error}");
+    assert!(
+        matches!(error, Error::ChangeHistoryLost { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("no longer in the oplog"),
+        "{error}"
+    );
 }

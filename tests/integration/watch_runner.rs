@@ -11,7 +11,7 @@ use mongrove::bson::{self, Bson, Document, doc};
 use mongrove::testkit::FailCommand;
 use mongrove::watch::{
     BoxError, Change, ChangeKind, Consumer, FullDocumentBeforeChangeType, MemoryTokenStore,
-    MongoTokenStore, OnBadEvent, OnInvalidate, Operation, Replica, ReplicaOutcome, ResumeToken,
+    MongoTokenStore, OnBadEvent, OnInvalidate, Operation, Replica, ReplicaOutcome,
     ResumeTokenStore, StopReason,
 };
 use mongrove::{Db, Error, Model};
@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use super::watch::Parcel;
+use super::watch::{Parcel, ancient};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -71,10 +71,15 @@ fn spawn_run<M: Model, S: ResumeTokenStore + Clone + 'static>(
 
 /// Records the operations and ids a handler sees.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(Operation, Option<ObjectId>)>>>);
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
+
+type Sighting = (Operation, Option<ObjectId>);
 
 impl Seen {
-    fn handler(&self) -> impl FnMut(Change<Parcel>) -> futures_util::future::Ready<Result<(), BoxError>> + Send + 'static {
+    fn handler(
+        &self,
+    ) -> impl FnMut(Change<Parcel>) -> futures_util::future::Ready<Result<(), BoxError>> + Send + 'static
+    {
         let seen = self.0.clone();
         move |change: Change<Parcel>| {
             let mut seen = seen.lock().unwrap();
@@ -88,7 +93,12 @@ impl Seen {
     }
 
     fn ids(&self) -> Vec<ObjectId> {
-        self.0.lock().unwrap().iter().filter_map(|(_, id)| *id).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, id)| *id)
+            .collect()
     }
 
     fn len(&self) -> usize {
@@ -152,14 +162,12 @@ async fn a_consumer_dropped_at_random_points_misses_none_of_1000_writes() {
                     .collect();
                 ticks.insert_many(&mut docs).await.unwrap();
                 let ids: Vec<i64> = docs.iter().map(|t| t.id).collect();
-                ticks
-                    .update_many(f.id.in_(ids), f.n.inc(1))
-                    .await
-                    .unwrap();
+                ticks.update_many(f.id.in_(ids), f.n.inc(1)).await.unwrap();
             }
         })
     };
 
+    // ANCHOR: crash-loop
     let mut rng = StdRng::seed_from_u64(0x6d6f_6e67_726f_7665);
     let mut running = first;
     let mut crashes = 0;
@@ -181,6 +189,7 @@ async fn a_consumer_dropped_at_random_points_misses_none_of_1000_writes() {
         let handler = handler();
         running = tokio::spawn(async move { consumer.run(handler, std::future::pending()).await });
     }
+    // ANCHOR_END: crash-loop
     running.abort();
     let _ = running.await;
     writer.await.unwrap();
@@ -199,7 +208,10 @@ async fn a_consumer_dropped_at_random_points_misses_none_of_1000_writes() {
     let seen = seen.lock().unwrap();
     for id in 0..500 {
         for version in [0, 1] {
-            assert!(seen.contains_key(&(id, version)), "missing write ({id}, v{version})");
+            assert!(
+                seen.contains_key(&(id, version)),
+                "missing write ({id}, v{version})"
+            );
         }
     }
     assert_eq!(seen.len(), 1000, "nothing but the writes");
@@ -209,15 +221,17 @@ async fn a_consumer_dropped_at_random_points_misses_none_of_1000_writes() {
         "{crashes} crashes: 1000 writes, {deliveries} deliveries ({} repeated)",
         deliveries - 1000
     );
+    // The killed consumers' cursors are closed by driver tasks in the background; let them
+    // finish before this runtime stops, so that none is cut off mid-request on another thread.
+    drop(consumer);
+    timeout(WAIT, db.client().clone().shutdown()).await.unwrap();
 }
 
 #[tokio::test]
 async fn after_a_drop_the_consumer_continues_with_the_new_collection() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
-    let consumer = parcels
-        .watch()
-        .consumer("parcels", MemoryTokenStore::new());
+    let consumer = parcels.watch().consumer("parcels", MemoryTokenStore::new());
     let seen = Seen::default();
     let (stop, run) = spawn_run(&consumer, seen.handler());
     until_watching(&consumer).await;
@@ -342,7 +356,11 @@ async fn a_bad_event_stops_the_consumer_unless_it_is_told_to_skip_and_record() {
     assert_eq!(letter.get_str("field").unwrap(), "weight");
     assert!(letter.get_str("error").unwrap().contains("weight"));
     assert_eq!(
-        letter.get_document("event").unwrap().get_str("operationType").unwrap(),
+        letter
+            .get_document("event")
+            .unwrap()
+            .get_str("operationType")
+            .unwrap(),
         "insert"
     );
 }
@@ -351,9 +369,7 @@ async fn a_bad_event_stops_the_consumer_unless_it_is_told_to_skip_and_record() {
 async fn a_failing_handler_stops_the_run_and_its_event_comes_again() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
-    let consumer = parcels
-        .watch()
-        .consumer("parcels", MemoryTokenStore::new());
+    let consumer = parcels.watch().consumer("parcels", MemoryTokenStore::new());
     let failing = |_change: Change<Parcel>| async { Err::<(), _>("the ledger is down") };
     let (_stop, run) = spawn_run(&consumer, failing);
     until_watching(&consumer).await;
@@ -376,9 +392,7 @@ async fn a_failing_handler_stops_the_run_and_its_event_comes_again() {
 async fn shutdown_lets_the_running_handler_finish_and_records_its_event() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
-    let consumer = parcels
-        .watch()
-        .consumer("parcels", MemoryTokenStore::new());
+    let consumer = parcels.watch().consumer("parcels", MemoryTokenStore::new());
     let entered = Arc::new(tokio::sync::Notify::new());
     let release = Arc::new(tokio::sync::Notify::new());
     let handler = {
@@ -404,7 +418,10 @@ async fn shutdown_lets_the_running_handler_finish_and_records_its_event() {
     assert!(!run.is_finished(), "the handler has not finished yet");
     release.notify_one();
     let summary = timeout(WAIT, run).await.unwrap().unwrap().unwrap();
-    assert_eq!((summary.stopped, summary.handled), (StopReason::Shutdown, 1));
+    assert_eq!(
+        (summary.stopped, summary.handled),
+        (StopReason::Shutdown, 1)
+    );
 
     // Its token was recorded: a new run does not see the event again.
     let seen = Seen::default();
@@ -420,9 +437,7 @@ async fn shutdown_lets_the_running_handler_finish_and_records_its_event() {
 async fn the_consumer_rides_out_resumable_errors() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
-    let consumer = parcels
-        .watch()
-        .consumer("parcels", MemoryTokenStore::new());
+    let consumer = parcels.watch().consumer("parcels", MemoryTokenStore::new());
     let seen = Seen::default();
     let (stop, run) = spawn_run(&consumer, seen.handler());
     until_watching(&consumer).await;
@@ -458,32 +473,72 @@ async fn the_consumer_rides_out_resumable_errors() {
     assert_eq!(ids, written);
 }
 
-/// A token for a moment before the oplog begins: a real token with its cluster time set to
-/// (1, 1). (A resume token's `_data` starts with `82` and the 8 bytes of its cluster time.)
-fn ancient(token: &ResumeToken) -> ResumeToken {
-    let stored = bson::to_document(token).unwrap();
-    let data = stored.get_str("_data").unwrap();
-    let forged = format!("82{}{}{}", "00000001", "00000001", &data[18..]);
-    bson::from_document(doc! { "_data": forged }).unwrap()
-}
-
 #[tokio::test]
 async fn a_stored_token_that_fell_off_the_oplog_is_a_clear_error() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();
     let mut changes = parcels.watch().await.unwrap();
     parcels.insert(&mut Parcel::new("a", 1)).await.unwrap();
-    let event = timeout(WAIT, changes.next()).await.unwrap().unwrap().unwrap();
+    let event = timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 
     let store = MemoryTokenStore::new();
     store.save("parcels", &ancient(&event.token)).await.unwrap();
     let consumer = parcels.watch().consumer("parcels", store);
-    let error = timeout(WAIT, consumer.run(Seen::default().handler(), std::future::pending()))
+    let error = timeout(
+        WAIT,
+        consumer.run(Seen::default().handler(), std::future::pending()),
+    )
+    .await
+    .expect("the consumer gives up at once")
+    .unwrap_err();
+    assert!(
+        matches!(error, Error::ChangeHistoryLost { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("clear the stored resume token"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn history_lost_is_not_retried() {
+    let db = crate::common::db().await;
+    let parcels = db.repo::<Parcel>();
+    let store = MemoryTokenStore::new();
+    let consumer = parcels.watch().consumer("parcels", store.clone());
+    // Record a real position, then come back after the server has dropped it from its oplog:
+    // the server answers `aggregate` with ChangeStreamHistoryLost (286), as after a long outage.
+    let (stop, run) = spawn_run(&consumer, Seen::default().handler());
+    until_watching(&consumer).await;
+    stop.send(()).unwrap();
+    timeout(WAIT, run).await.unwrap().unwrap().unwrap();
+    let position = consumer.position().await.unwrap();
+
+    let _lost = db
+        .fail_point(FailCommand::new(["aggregate"]).error_code(286))
         .await
-        .expect("the consumer gives up at once")
-        .unwrap_err();
-    assert!(matches!(error, Error::ChangeHistoryLost { .. }), "{error:?}");
-    assert!(error.to_string().contains("clear the stored resume token"), "{error}");
+        .unwrap();
+    let error = timeout(
+        WAIT,
+        consumer.run(Seen::default().handler(), std::future::pending()),
+    )
+    .await
+    .expect("the consumer gives up at once")
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::ChangeHistoryLost { collection, .. } if collection == "parcels"),
+        "{error:?}"
+    );
+    assert_eq!(
+        consumer.position().await.unwrap(),
+        position,
+        "the position is kept"
+    );
 }
 
 #[tokio::test]
@@ -493,8 +548,18 @@ async fn token_stores_keep_one_token_per_subscription() {
     let mut changes = parcels.watch().await.unwrap();
     parcels.insert(&mut Parcel::new("a", 1)).await.unwrap();
     parcels.insert(&mut Parcel::new("b", 1)).await.unwrap();
-    let a = timeout(WAIT, changes.next()).await.unwrap().unwrap().unwrap().token;
-    let b = timeout(WAIT, changes.next()).await.unwrap().unwrap().unwrap().token;
+    let a = timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .token;
+    let b = timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .token;
 
     let mongo = MongoTokenStore::new(&db);
     let stores: [&dyn ResumeTokenStore; 2] = [&MemoryTokenStore::new(), &mongo];
@@ -620,7 +685,11 @@ async fn a_replica_built_from_shuffled_events_ends_identical_to_the_source() {
 
     let source = all_documents(&db).await;
     assert_eq!(source.len(), 8);
-    assert_eq!(all_documents(&copy).await, source, "identical, versions included");
+    assert_eq!(
+        all_documents(&copy).await,
+        source,
+        "identical, versions included"
+    );
     copy.database().drop().await.unwrap();
 }
 
@@ -645,8 +714,16 @@ async fn events_applied_in_order_are_never_held_and_repeats_are_stale() {
         .await
         .unwrap();
     let mut replica = Replica::new(copy.repo::<Account>());
-    let insert = timeout(WAIT, changes.next()).await.unwrap().unwrap().unwrap();
-    let update = timeout(WAIT, changes.next()).await.unwrap().unwrap().unwrap();
+    let insert = timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let update = timeout(WAIT, changes.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(insert.kind, ChangeKind::Insert { .. }));
     for event in [insert.clone(), update.clone()] {
         assert_eq!(
@@ -657,7 +734,12 @@ async fn events_applied_in_order_are_never_held_and_repeats_are_stale() {
     for event in [update, insert] {
         assert_eq!(replica.apply(event).await.unwrap(), ReplicaOutcome::Stale);
     }
-    let copied = copy.repo::<Account>().find_by_id(id).await.unwrap().unwrap();
+    let copied = copy
+        .repo::<Account>()
+        .find_by_id(id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((copied.balance, copied.version), (2, 1));
     copy.database().drop().await.unwrap();
 }

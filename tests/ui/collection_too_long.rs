@@ -2,7 +2,9 @@ use mongrove::Model;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Model)]
-#[model(collection = "ooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooo")]
+#[model(
+    collection = "ooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooooo"
+)]
 struct Order {
     total: f64,
 }

@@ -12,7 +12,9 @@ struct Order {
 }
 
 async fn cheap_orders(db: &Db) -> mongrove::Result<Vec<Order>> {
-    db.repo::<Order>().find(Ticket::fields().price.eq(1.0)).await
+    db.repo::<Order>()
+        .find(Ticket::fields().price.eq(1.0))
+        .await
 }
 
 fn main() {}

@@ -124,7 +124,9 @@ fn same_index(spec: &IndexSpec, existing: &Document) -> bool {
     let declared = spec.to_document();
     let option = |doc: &Document, key: &str| doc.get(key).map(normalize);
     let flag = |doc: &Document, key: &str| doc.get_bool(key).unwrap_or(false);
-    listed_key(existing).map(|k| normalize_doc(&k)) == Some(normalize_doc(&spec.key_document()))
+    // `Document` equality ignores key order, and an index's key order is its meaning.
+    let ordered = |doc: Document| normalize_doc(&doc).into_iter().collect::<Vec<_>>();
+    listed_key(existing).map(ordered) == Some(ordered(spec.key_document()))
         && flag(existing, "unique") == flag(&declared, "unique")
         && flag(existing, "sparse") == flag(&declared, "sparse")
         && option(existing, "expireAfterSeconds") == option(&declared, "expireAfterSeconds")

@@ -223,7 +223,7 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
             if M::HAS_HOOKS {
                 let mut slot = match state {
                     CursorState::Plain(_) => SessionSlot::None,
-                    CursorState::Borrowed(_, session) => SessionSlot::Borrowed(&mut **session),
+                    CursorState::Borrowed(_, session) => SessionSlot::Borrowed(session),
                     CursorState::Shared(_, shared) => SessionSlot::Shared(shared.clone()),
                 };
                 let loaded = super::lifecycle::hook_mut(

@@ -458,7 +458,10 @@ async fn replace_checked<M: Model>(
     let expected = match (M::VERSION_FIELD, doc.version()) {
         (Some(field), Some(claimed)) => {
             let version = match &id {
-                Some(id) => repo.db.ledger().correct(M::COLLECTION, id, claimed),
+                Some(id) => repo
+                    .db
+                    .ledger()
+                    .correct(repo.db.name(), M::COLLECTION, id, claimed),
                 None => claimed,
             };
             if version != claimed {
@@ -490,8 +493,9 @@ async fn replace_checked<M: Model>(
         if let Some(version) = expected {
             doc.__set_version(version + 1);
             if let Some(id) = id.or_else(|| outcome.upserted_id.clone()) {
-                repo.db.ledger().forget(M::COLLECTION, &id);
+                repo.db.ledger().forget(repo.db.name(), M::COLLECTION, &id);
                 write = Some(VersionWrite {
+                    database: repo.db.name().to_owned(),
                     collection: M::COLLECTION,
                     id,
                     before: version,
@@ -764,10 +768,11 @@ impl<'a, M: Model> Delete<'a, M> {
         )
         .await?;
         let mut filter = doc! { "_id": id.clone() };
-        let expected = self
-            .doc
-            .version()
-            .map(|claimed| repo.db.ledger().correct(M::COLLECTION, &id, claimed));
+        let expected = self.doc.version().map(|claimed| {
+            repo.db
+                .ledger()
+                .correct(repo.db.name(), M::COLLECTION, &id, claimed)
+        });
         if let (Some(field), Some(version)) = (M::VERSION_FIELD, expected) {
             filter.insert(field, version);
         }

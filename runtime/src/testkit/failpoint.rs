@@ -26,6 +26,7 @@ static FAIL_POINT: Mutex<()> = Mutex::const_new(());
 pub struct FailCommand {
     commands: Vec<String>,
     times: Option<u32>,
+    probability: Option<f64>,
     error_code: Option<i32>,
     error_labels: Option<Vec<String>>,
     close_connection: bool,
@@ -40,6 +41,7 @@ impl FailCommand {
         FailCommand {
             commands: commands.into_iter().map(Into::into).collect(),
             times: None,
+            probability: None,
             error_code: None,
             error_labels: None,
             close_connection: false,
@@ -51,6 +53,13 @@ impl FailCommand {
     /// Fails only the next `times` matching commands.
     pub fn times(mut self, times: u32) -> Self {
         self.times = Some(times);
+        self
+    }
+
+    /// Fails each matching command with this probability (0 to 1) instead of always, for
+    /// faults injected at random.
+    pub fn probability(mut self, probability: f64) -> Self {
+        self.probability = Some(probability.clamp(0.0, 1.0));
         self
     }
 
@@ -105,9 +114,10 @@ impl FailCommand {
         if let Some(error) = &self.write_concern_error {
             data.insert("writeConcernError", error.clone());
         }
-        let mode = match self.times {
-            Some(times) => mongodb::bson::Bson::Document(doc! { "times": i64::from(times) }),
-            None => mongodb::bson::Bson::String("alwaysOn".into()),
+        let mode = match (self.times, self.probability) {
+            (Some(times), _) => mongodb::bson::Bson::Document(doc! { "times": i64::from(times) }),
+            (None, Some(p)) => mongodb::bson::Bson::Document(doc! { "activationProbability": p }),
+            (None, None) => mongodb::bson::Bson::String("alwaysOn".into()),
         };
         doc! { "configureFailPoint": "failCommand", "mode": mode, "data": data }
     }

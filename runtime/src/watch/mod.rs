@@ -67,6 +67,9 @@ use change::Event;
 
 /// The server's code for a resume point that is no longer in the oplog.
 const CHANGE_STREAM_HISTORY_LOST: i32 = 286;
+/// The server's code for a change stream that cannot go on, among others because its resume
+/// token is not in the oplog.
+const CHANGE_STREAM_FATAL: i32 = 280;
 /// The server's code for "namespace not found".
 const NAMESPACE_NOT_FOUND: i32 = 26;
 
@@ -262,6 +265,8 @@ fn is_history_lost(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {
         ErrorKind::Command(e) => {
             e.code == CHANGE_STREAM_HISTORY_LOST
+                || (e.code == CHANGE_STREAM_FATAL
+                    && e.message.contains("resume token was not found"))
                 // Servers before 4.4 said it in words under another code.
                 || e.message.contains("no longer be in the oplog")
         }

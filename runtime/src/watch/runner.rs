@@ -4,6 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use futures_util::TryFutureExt;
+use futures_util::future::BoxFuture;
 use mongodb::Collection;
 use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf, doc};
 
@@ -21,42 +23,46 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a [`Consumer`] calls for each event.
 ///
-/// Implemented for closures `FnMut(Change<M>) -> impl Future<Output = Result<(), E>>` (the
-/// future must own what it uses, so clone shared state into it), and for [`Replica`] (also
+/// Implemented for closures `FnMut(Change<M>) -> impl Future<Output = Result<(), E>>` whose
+/// future owns what it uses (clone shared state into it: `move |change| { let db = db.clone();
+/// async move { ... } }`), with `E` any error that converts into [`BoxError`], and for [`Replica`] (also
 /// `&mut Replica`, to look at it after the run), which applies each event to its copy.
 pub trait Handler<M: Model>: Send {
     /// Handles one event. An error stops the run; the event is delivered again next time.
-    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send;
+    //
+    // A boxed future rather than `impl Future`: with an opaque type the compiler has to prove
+    // the implementation's bounds for every lifetime when it checks that a run is `Send`, which
+    // fails for `E = Box<dyn Error>` (rust-lang/rust#64552 and friends).
+    fn handle(&mut self, change: Change<M>) -> BoxFuture<'_, Result<(), BoxError>>;
 }
 
 impl<M, F, Fut, E> Handler<M> for F
 where
     M: Model,
     F: FnMut(Change<M>) -> Fut + Send,
-    Fut: Future<Output = std::result::Result<(), E>> + Send,
-    E: Into<BoxError>,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Into<BoxError> + 'static,
 {
-    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let handled = self(change);
-        async move { handled.await.map_err(Into::into) }
+    fn handle(&mut self, change: Change<M>) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(self(change).map_err(Into::into))
     }
 }
 
 impl<M: Model> Handler<M> for Replica<M> {
-    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send {
-        async move {
+    fn handle(&mut self, change: Change<M>) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move {
             self.apply(change).await?;
             Ok(())
-        }
+        })
     }
 }
 
 impl<M: Model> Handler<M> for &mut Replica<M> {
-    fn handle(&mut self, change: Change<M>) -> impl Future<Output = Result<(), BoxError>> + Send {
-        async move {
+    fn handle(&mut self, change: Change<M>) -> BoxFuture<'_, Result<(), BoxError>> {
+        Box::pin(async move {
             self.apply(change).await?;
             Ok(())
-        }
+        })
     }
 }
 
@@ -215,6 +221,14 @@ enum Reopen {
     Failed(mongodb::error::Error),
 }
 
+/// What comes after one stream.
+enum Next {
+    /// A new stream.
+    Reopen(Reopen),
+    /// The end of the run.
+    Stop(StopReason),
+}
+
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
 
 impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
@@ -300,72 +314,70 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
                 }
                 Some(Err(e)) => return Err(e.into_error(M::COLLECTION)),
             };
-            if progress.token.is_none() {
-                if let Some(start) = stream.resume_token() {
-                    self.store.save(&self.subscription, &start).await?;
-                    progress.token = Some(start);
-                }
+            if progress.token.is_none()
+                && let Some(start) = stream.resume_token()
+            {
+                self.store.save(&self.subscription, &start).await?;
+                progress.token = Some(start);
             }
             let reopen = match self
                 .consume(&mut stream, &mut handler, &mut progress, &mut shutdown)
                 .await?
             {
-                Ok(reopen) => reopen,
-                Err(stopped) => return Ok(progress.summary(stopped)),
+                Next::Reopen(reopen) => reopen,
+                Next::Stop(stopped) => return Ok(progress.summary(stopped)),
             };
             drop(stream);
-            if let Reopen::Failed(error) = reopen {
-                if !self.pause(&mut progress, error, &mut shutdown).await? {
-                    return Ok(progress.summary(StopReason::Shutdown));
-                }
+            if let Reopen::Failed(error) = reopen
+                && !self.pause(&mut progress, error, &mut shutdown).await?
+            {
+                return Ok(progress.summary(StopReason::Shutdown));
             }
             progress.reopened += 1;
         }
     }
 
-    /// Handles the events of one open stream. `Ok(Ok(reopen))` asks for a new stream,
-    /// `Ok(Err(reason))` ends the run.
+    /// Handles the events of one open stream, until it needs a new one or the run ends.
     async fn consume<H: Handler<M>>(
         &self,
         stream: &mut EventStream,
         handler: &mut H,
         progress: &mut Progress,
         shutdown: &mut Shutdown<'_>,
-    ) -> Result<std::result::Result<Reopen, StopReason>> {
+    ) -> Result<Next> {
         loop {
             let Some(next) = unless(shutdown, stream.next_if_any()).await else {
-                return Ok(Err(StopReason::Shutdown));
+                return Ok(Next::Stop(StopReason::Shutdown));
             };
             let raw = match next {
                 Ok(Some(raw)) => raw,
                 Ok(None) if stream.is_alive() => {
                     progress.succeeded();
                     // An empty batch: everything before the post-batch token has been handled.
-                    if let Some(latest) = stream.resume_token() {
-                        if progress.token.as_ref() != Some(&latest) {
-                            self.store.save(&self.subscription, &latest).await?;
-                            progress.token = Some(latest);
-                        }
+                    if let Some(latest) = stream.resume_token()
+                        && progress.token.as_ref() != Some(&latest)
+                    {
+                        self.store.save(&self.subscription, &latest).await?;
+                        progress.token = Some(latest);
                     }
                     continue;
                 }
                 Ok(None) => {
                     // The server closed the cursor without an invalidate event (a pipeline that
                     // filtered it out, a killed cursor): go on from the recorded token.
-                    return Ok(Ok(Reopen::Failed(mongodb::error::Error::custom(
+                    return Ok(Next::Reopen(Reopen::Failed(mongodb::error::Error::custom(
                         "the change stream's cursor was closed",
                     ))));
                 }
-                Err(e) if is_resumable(&e) => return Ok(Ok(Reopen::Failed(e))),
+                Err(e) if is_resumable(&e) => return Ok(Next::Reopen(Reopen::Failed(e))),
                 Err(e) => return Err(stream_error(stream.label(), e)),
             };
             progress.succeeded();
-            match self.deliver(raw, handler, progress).await? {
-                Some(Operation::Invalidate) => match self.on_invalidate {
-                    OnInvalidate::Continue => return Ok(Ok(Reopen::Invalidated)),
-                    OnInvalidate::Stop => return Ok(Err(StopReason::Invalidated)),
-                },
-                _ => {}
+            if self.deliver(raw, handler, progress).await? == Some(Operation::Invalidate) {
+                return Ok(match self.on_invalidate {
+                    OnInvalidate::Continue => Next::Reopen(Reopen::Invalidated),
+                    OnInvalidate::Stop => Next::Stop(StopReason::Invalidated),
+                });
             }
         }
     }

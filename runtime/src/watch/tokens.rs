@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 /// survives a restart of the consumer inside one process (tests, supervisors), and
 /// [`MongoTokenStore`] a restart of the process. Implement it to keep tokens elsewhere (in the
 /// same transaction as the handler's own writes, for example).
+// ANCHOR: store-trait
 #[async_trait]
 pub trait ResumeTokenStore: Send + Sync {
     /// The last saved token of `subscription`, if any.
@@ -28,6 +29,7 @@ pub trait ResumeTokenStore: Send + Sync {
     /// Forgets `subscription`'s position: its next run starts from the present.
     async fn clear(&self, subscription: &str) -> Result<()>;
 }
+// ANCHOR_END: store-trait
 
 #[async_trait]
 impl<S: ResumeTokenStore + ?Sized> ResumeTokenStore for Arc<S> {

@@ -1,0 +1,319 @@
+//! The code of the guide's chapter on resumable consumers and replicas, and the tests that run it:
+//! a billing consumer that survives restarts, and a mirror of another service's invoices.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mongrove::bson::oid::ObjectId;
+use mongrove::bson::{Document, doc};
+use mongrove::watch::{
+    BoxError, Change, FullDocumentBeforeChangeType, FullDocumentType, MongoTokenStore, OnBadEvent,
+    Operation, Replica, RunSummary, StopReason,
+};
+use mongrove::{Db, Model};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+// ANCHOR: model
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[serde(rename_all = "camelCase")]
+#[model(collection = "invoices", version = "version")]
+pub struct Invoice {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<ObjectId>,
+    pub customer: String,
+    pub amount_cents: i64,
+    pub status: String,
+    pub version: i64,
+}
+// ANCHOR_END: model
+
+// ANCHOR: consumer
+/// Books every paid invoice into a ledger, once per invoice, and survives restarts: progress is
+/// kept in the `mongrove_resume_tokens` collection under the name "billing".
+pub async fn run_billing(
+    db: &Db,
+    shutdown: impl Future<Output = ()> + Send,
+) -> mongrove::Result<RunSummary> {
+    let ledger = db.database().collection::<Document>("ledger");
+    let consumer = db
+        .repo::<Invoice>()
+        .watch()
+        .operations([Operation::Update])
+        .filter(Invoice::fields().status.eq("paid"))
+        .full_document(FullDocumentType::UpdateLookup)
+        .consumer("billing", MongoTokenStore::new(db))
+        .on_bad_event(OnBadEvent::SkipAndRecord(
+            db.database().collection("billing_dead_letters"),
+        ));
+    consumer
+        .run(
+            move |change: Change<Invoice>| {
+                let ledger = ledger.clone();
+                async move {
+                    let Some(invoice) = change.document() else {
+                        return Ok(());
+                    };
+                    // Keyed by the invoice: an event delivered twice books the same entry.
+                    ledger
+                        .update_one(
+                            doc! { "_id": invoice.id },
+                            doc! { "$set": {
+                                "customer": &invoice.customer,
+                                "amountCents": invoice.amount_cents,
+                            } },
+                        )
+                        .upsert(true)
+                        .await?;
+                    Ok::<(), BoxError>(())
+                }
+            },
+            shutdown,
+        )
+        .await
+}
+// ANCHOR_END: consumer
+
+// ANCHOR: replica
+/// Keeps a copy of the billing service's invoices in `copy`, applied in version order; the
+/// subscription's progress is kept next to the copy.
+pub async fn mirror_invoices(
+    source: &Db,
+    copy: &Db,
+    shutdown: impl Future<Output = ()> + Send,
+) -> mongrove::Result<Replica<Invoice>> {
+    let mut replica = Replica::new(copy.repo::<Invoice>());
+    source
+        .repo::<Invoice>()
+        .watch()
+        // Deletes carry the version they delete, so they wait for their turn too.
+        .full_document_before_change(FullDocumentBeforeChangeType::WhenAvailable)
+        .consumer("invoice-mirror", MongoTokenStore::new(copy))
+        .run(&mut replica, shutdown)
+        .await?;
+    Ok(replica)
+}
+// ANCHOR_END: replica
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn invoice(customer: &str, amount_cents: i64) -> Invoice {
+    Invoice {
+        id: None,
+        customer: customer.to_owned(),
+        amount_cents,
+        status: "open".to_owned(),
+        version: 0,
+    }
+}
+
+async fn ledger(db: &Db) -> Vec<Document> {
+    db.database()
+        .collection::<Document>("ledger")
+        .find(doc! {})
+        .sort(doc! { "customer": 1 })
+        .await
+        .unwrap()
+        .map(|d| d.unwrap())
+        .collect()
+        .await
+}
+
+async fn until_ledger_has(db: &Db, entries: usize) {
+    timeout(WAIT, async {
+        while ledger(db).await.len() < entries {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the ledger fills up");
+}
+
+async fn until_started(db: &Db, subscription: &str) {
+    let tokens = db
+        .database()
+        .collection::<Document>(MongoTokenStore::DEFAULT_COLLECTION);
+    timeout(WAIT, async {
+        while tokens
+            .find_one(doc! { "_id": subscription })
+            .await
+            .unwrap()
+            .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the consumer records where it starts");
+}
+
+#[tokio::test]
+async fn billing_books_every_payment_across_a_restart() {
+    let db = crate::common::db().await;
+    let invoices = db.repo::<Invoice>();
+    let f = Invoice::fields();
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = {
+        let db = db.db().clone();
+        tokio::spawn(async move {
+            run_billing(&db, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    until_started(&db, "billing").await;
+    let ada = invoices.insert(&mut invoice("Ada", 1200)).await.unwrap();
+    invoices.insert(&mut invoice("Bob", 300)).await.unwrap();
+    invoices
+        .update_one(f.id.eq(ada), f.status.set("paid"))
+        .await
+        .unwrap();
+    until_ledger_has(&db, 1).await;
+    stop.send(()).unwrap();
+    let summary = timeout(WAIT, run).await.unwrap().unwrap().unwrap();
+    assert_eq!(summary.stopped, StopReason::Shutdown);
+
+    // Paid while billing is down, plus an invoice another service broke.
+    invoices
+        .update_one(f.customer.eq("Bob"), f.status.set("paid"))
+        .await
+        .unwrap();
+    invoices
+        .collection()
+        .insert_one(
+            doc! { "customer": "Eve", "amountCents": "lots", "status": "open", "version": 0_i64 },
+        )
+        .await
+        .unwrap();
+    invoices
+        .collection()
+        .update_one(
+            doc! { "customer": "Eve" },
+            doc! { "$set": { "status": "paid", "version": 1_i64 } },
+        )
+        .await
+        .unwrap();
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = {
+        let db = db.db().clone();
+        tokio::spawn(async move {
+            run_billing(&db, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    until_ledger_has(&db, 2).await;
+    let dead_letters = db.database().collection::<Document>("billing_dead_letters");
+    timeout(WAIT, async {
+        while dead_letters.count_documents(doc! {}).await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the broken invoice is recorded");
+    stop.send(()).unwrap();
+    let summary = timeout(WAIT, run).await.unwrap().unwrap().unwrap();
+    assert_eq!((summary.handled, summary.skipped), (1, 1));
+
+    let booked: Vec<(String, i64)> = ledger(&db)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e.get_str("customer").unwrap().to_owned(),
+                e.get_i64("amountCents").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(booked, [("Ada".to_owned(), 1200), ("Bob".to_owned(), 300)]);
+    let letter = dead_letters.find_one(doc! {}).await.unwrap().unwrap();
+    assert_eq!(letter.get_str("field").unwrap(), "amountCents");
+}
+
+#[tokio::test]
+async fn the_mirror_ends_identical_to_the_source() {
+    let source = crate::common::db().await;
+    let copy = crate::common::db().await;
+    let invoices = source.repo::<Invoice>();
+    invoices.enable_pre_and_post_images().await.unwrap();
+    let f = Invoice::fields();
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = {
+        let (source, copy) = (source.db().clone(), copy.db().clone());
+        tokio::spawn(async move {
+            mirror_invoices(&source, &copy, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    until_started(&copy, "invoice-mirror").await;
+
+    let mut ids = Vec::new();
+    for (customer, amount) in [("Ada", 1200), ("Bob", 300), ("Cy", 50)] {
+        ids.push(
+            invoices
+                .insert(&mut invoice(customer, amount))
+                .await
+                .unwrap(),
+        );
+    }
+    invoices
+        .update_many(f.amount_cents.lt(1000), f.amount_cents.mul(2))
+        .await
+        .unwrap();
+    invoices
+        .update_one(f.id.eq(ids[0]), f.status.set("paid"))
+        .await
+        .unwrap();
+    let cy = invoices.find_by_id(ids[2]).await.unwrap().unwrap();
+    invoices.delete(&cy).await.unwrap();
+
+    let copied = copy.repo::<Invoice>();
+    let expected = invoices.find(mongrove::Filter::all()).await.unwrap();
+    timeout(WAIT, async {
+        loop {
+            let now = copied.find(mongrove::Filter::all()).await.unwrap();
+            let versions = |all: &[Invoice]| -> Vec<(Option<ObjectId>, i64, i64, String)> {
+                all.iter()
+                    .map(|i| (i.id, i.version, i.amount_cents, i.status.clone()))
+                    .collect()
+            };
+            if versions(&now) == versions(&expected) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the copy catches up");
+    stop.send(()).unwrap();
+    let replica = timeout(WAIT, run).await.unwrap().unwrap().unwrap();
+    assert_eq!(replica.pending(), 0);
+    let source_docs: Vec<Document> = invoices
+        .collection()
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .map(|d| d.unwrap())
+        .collect()
+        .await;
+    let copy_docs: Vec<Document> = copied
+        .collection()
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .map(|d| d.unwrap())
+        .collect()
+        .await;
+    assert_eq!(copy_docs, source_docs);
+}

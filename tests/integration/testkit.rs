@@ -1,0 +1,183 @@
+//! The test kit itself: fail points, and no `mongod` left behind even when a test panics.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mongrove::bson::{doc, oid::ObjectId};
+use mongrove::testkit::{FailCommand, Server, Topology};
+use mongrove::{Error, Filter, Model};
+use serde::{Deserialize, Serialize};
+
+use crate::common;
+
+#[derive(Debug, Serialize, Deserialize, Model)]
+#[model(collection = "pings")]
+struct Ping {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    id: Option<ObjectId>,
+    n: i32,
+}
+
+#[tokio::test]
+async fn fail_points_hit_only_this_tests_client_and_switch_off() {
+    let db = common::db().await;
+    let other = common::db().await;
+    let pings = db.repo::<Ping>();
+    let guard = db
+        .fail_point(
+            FailCommand::new(["insert"])
+                .error_code(112)
+                .error_labels(["TransientTransactionError"])
+                .times(2),
+        )
+        .await
+        .unwrap();
+    // Another test's client is not affected.
+    other
+        .repo::<Ping>()
+        .insert(&mut Ping { id: None, n: 0 })
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let error = pings
+            .insert(&mut Ping { id: None, n: 1 })
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(112));
+        assert!(error.has_label("TransientTransactionError"), "{error:?}");
+    }
+    // `times(2)` is used up.
+    pings.insert(&mut Ping { id: None, n: 2 }).await.unwrap();
+    drop(guard);
+
+    let guard = db
+        .fail_point(FailCommand::new(["find"]).close_connection())
+        .await
+        .unwrap();
+    let error = pings.find(Filter::all()).await.unwrap_err();
+    assert!(matches!(error, Error::Driver(_)), "{error:?}");
+    // Dropping the guard switches the fail point off.
+    drop(guard);
+    assert_eq!(pings.count(Filter::all()).await.unwrap(), 1);
+
+    let guard = db
+        .fail_point(
+            FailCommand::new(["count", "aggregate"])
+                .block_for(Duration::from_millis(300))
+                .times(1),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(pings.count(Filter::all()).await.unwrap(), 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "blockTimeMS held the command"
+    );
+    guard.off().await.unwrap();
+
+    let _guard = db
+        .fail_point(
+            FailCommand::new(["update"])
+                .write_concern_error(
+                    doc! { "code": 64, "errmsg": "waiting for replication timed out" },
+                )
+                .times(1),
+        )
+        .await
+        .unwrap();
+    let f = Ping::fields();
+    let error = pings.update_one(f.n.eq(2), f.n.inc(1)).await.unwrap_err();
+    assert_eq!(error.code(), Some(64));
+}
+
+#[tokio::test]
+async fn a_standalone_server_starts_and_stops() {
+    let server = Server::start(Topology::Standalone).await.unwrap();
+    let db = server.db().await.unwrap();
+    let pings = db.repo::<Ping>();
+    pings.insert(&mut Ping { id: None, n: 1 }).await.unwrap();
+    let hello = db
+        .database()
+        .run_command(doc! { "hello": 1 })
+        .await
+        .unwrap();
+    assert!(
+        hello.get_str("setName").is_err(),
+        "a standalone has no replica set name"
+    );
+    let address = address_of(server.uri());
+    drop(db);
+    server.stop();
+    assert!(
+        gone(address),
+        "the standalone mongod still listens after stop()"
+    );
+}
+
+fn address_of(uri: &str) -> SocketAddr {
+    let port: u16 = uri
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {uri}"));
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+fn gone(address: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Run only by `no_mongod_outlives_a_panicking_test`, as a child process: starts a server, says
+/// where it is, and panics without stopping it.
+#[tokio::test]
+#[ignore = "a helper process of no_mongod_outlives_a_panicking_test, which runs it"]
+async fn child_that_panics_with_a_running_server() {
+    let server = Server::start(Topology::ReplicaSet).await.unwrap();
+    println!("MONGROVE_CHILD_URI={}", server.uri());
+    // Leak it, as a static would be: only the supervisor can stop it now.
+    std::mem::forget(server);
+    panic!("the test panics with its server running");
+}
+
+#[test]
+fn no_mongod_outlives_a_panicking_test() {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "testkit::child_that_panics_with_a_running_server",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut uri = None;
+    let mut child = child;
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(found) = line.split("MONGROVE_CHILD_URI=").nth(1) {
+            uri = Some(found.trim().to_owned());
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child test was meant to panic");
+    let uri = uri.expect("the child started a server and printed its address");
+    assert!(
+        gone(address_of(&uri)),
+        "mongod at {uri} outlived the panicking test process"
+    );
+}
