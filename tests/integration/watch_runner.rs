@@ -205,7 +205,7 @@ async fn a_consumer_dropped_at_random_points_misses_none_of_1000_writes() {
     let summary = timeout(WAIT, last).await.unwrap().unwrap().unwrap();
     assert_eq!(summary.stopped, StopReason::Shutdown);
 
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     for id in 0..500 {
         for version in [0, 1] {
             assert!(

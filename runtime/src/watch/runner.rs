@@ -140,7 +140,8 @@ pub struct RunSummary {
 /// - **History lost.** When the stored token is no longer in the oplog the run returns
 ///   [`Error::ChangeHistoryLost`]: events were lost, and only a full re-read can recover.
 /// - **Bad events** follow [`OnBadEvent`]; a failing handler stops the run with
-///   [`Error::Handler`], its event not recorded.
+///   [`Error::Handler`], its event not recorded. So does an error of the token store: the event
+///   whose token could not be saved is delivered again by the next run.
 /// - **Invalidate** follows [`OnInvalidate`].
 /// - **Shutdown.** When the shutdown future completes, the run returns
 ///   [`StopReason::Shutdown`] at the next point where it waits for the server; a handler call
