@@ -27,7 +27,9 @@
 //! ```
 //!
 //! The guide (`book/` in the repository) teaches the rest: typed paths, sessions, indexes,
-//! versioning, and the test kit.
+//! versioning, hooks and validation, transactions (`Db::transaction`) and their retry policy,
+//! transaction trees and sagas across clients ([`coordinate`]), change streams and resumable
+//! consumers ([`watch`]), and the test kit (`testkit`, feature `testkit`).
 //!
 //! # The derive's attributes
 //!
@@ -42,8 +44,10 @@
 //! - `embedded`: the struct is stored inside other models; it gets typed paths but no collection.
 //!
 //! On a field: `#[model(id)]` (the field stored as `_id`; a field renamed to `_id` is the id
-//! without it) and `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
-//! `Vec` of one). serde's `rename`, `rename_all`, `skip` and `flatten` decide the stored names.
+//! without it), `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
+//! `Vec` of one) and `#[model(validate(...))]` (`range(min, max)`, `length(min, max)`,
+//! `pattern = "regex"`, `non_empty`, `custom = path`, checked before insert and save). serde's
+//! `rename`, `rename_all`, `skip` and `flatten` decide the stored names.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

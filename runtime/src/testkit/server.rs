@@ -43,9 +43,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `mongod` in the background and waits for its stdin to close: when the owning process
 /// exits for any reason, the pipe closes, and the shell stops `mongod` and removes its files.
+/// A signal to the whole process group (Ctrl-C on `cargo test`) must not kill the shell before
+/// it has cleaned up, hence the trap.
 const SUPERVISOR: &str = r#"dbpath="$1"; shift
 "$@" &
 pid=$!
+trap 'kill "$pid" 2>/dev/null' INT TERM HUP
 cat >/dev/null
 kill "$pid" 2>/dev/null
 wait "$pid"
