@@ -313,8 +313,7 @@ async fn demo(db: Db) -> mongrove::Result<()> {
 #[allow(dead_code)] // The test suite includes this file and drives `LiveOrders` itself.
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let server = mongrove::testkit::server().await?;
-    let db = Db::connect(server.uri(), "live_orders").await?;
+    let db = mongrove::testkit::example_db("live_orders").await?;
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
     let listener = TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("live orders on http://{}/", listener.local_addr()?);

@@ -168,11 +168,8 @@ pub async fn run(db: &Db) -> mongrove::Result<Vec<String>> {
 #[allow(dead_code)] // The test suite includes this file and calls `run` itself.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = mongrove::testkit::server().await?;
-    println!("server: {}", server.uri());
-    let db = Db::connect(server.uri(), "orders_example").await?;
-    // Start from empty collections, so the example can run again.
-    db.database().drop().await?;
+    // The server at MONGODB_URI, or a throwaway replica set; the database starts empty.
+    let db = mongrove::testkit::example_db("orders_example").await?;
     run(&db).await?;
     Ok(())
 }

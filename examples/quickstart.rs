@@ -122,13 +122,8 @@ pub async fn run(db: &Db) -> mongrove::Result<Vec<String>> {
 #[allow(dead_code)] // The test suite includes this file and calls `run` itself.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = mongrove::testkit::server().await?;
-    println!("server: {}", server.uri());
-    let db = Db::connect(server.uri(), "quickstart").await?;
-    // Start from an empty collection, so the example can run again.
-    db.repo::<Ticket>()
-        .delete_many(mongrove::Filter::all())
-        .await?;
+    // The server at MONGODB_URI, or a throwaway replica set; the database starts empty.
+    let db = mongrove::testkit::example_db("quickstart").await?;
     run(&db).await?;
     Ok(())
 }

@@ -175,10 +175,8 @@ pub async fn random_transfers(
 #[allow(dead_code)] // The test suite includes this file and calls its functions itself.
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = mongrove::testkit::server().await?;
-    println!("server: {}", server.uri());
-    let db = Db::connect(server.uri(), "transfers_example").await?;
-    db.database().drop().await?;
+    // The server at MONGODB_URI, or a throwaway replica set; the database starts empty.
+    let db = mongrove::testkit::example_db("transfers_example").await?;
     open_accounts(&db, 10, 1_000).await?;
     let outcomes = random_transfers(&db, 8, 200, 10, 300).await;
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();

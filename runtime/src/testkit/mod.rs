@@ -53,6 +53,16 @@ pub async fn db() -> Result<TestDb> {
     server().await?.db().await
 }
 
+/// The database of a runnable example, on the shared test server: the server's address is
+/// printed, and the database is emptied first so that the example can run again.
+pub async fn example_db(name: &str) -> Result<Db> {
+    let server = server().await?;
+    println!("server: {}", server.uri());
+    let db = Db::connect(server.uri(), name).await?;
+    db.database().drop().await?;
+    Ok(db)
+}
+
 /// A database of its own for one test, reached through a client of its own.
 ///
 /// Derefs to [`Db`]. Its name is unique within the server, so tests can run in parallel.
