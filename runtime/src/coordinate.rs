@@ -39,8 +39,9 @@ use tracing::Instrument;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::retry;
 use crate::transaction::{
-    self, Commit, Standalone, Tx, TxOptions, TxSession, transaction_loop, with_ambient,
+    Commit, Standalone, Tx, TxOptions, TxSession, transaction_loop, with_ambient,
 };
 
 /// A result stored by a node, type-erased.
@@ -481,8 +482,7 @@ impl<'a> TxTree<'a> {
                     Err(TreeFailure::Retryable { node, error }) => {
                         let policy = self.options.retry_policy();
                         if let Err(error) =
-                            transaction::pause(policy, attempt, started, error, "transaction tree")
-                                .await
+                            retry::pause(policy, attempt, started, error, "transaction tree").await
                         {
                             return Err(Error::TreeAborted {
                                 node,
@@ -582,7 +582,7 @@ impl<'a> TxTree<'a> {
                 }
                 Commit::Rerun(error) => (error, true),
                 Commit::Failed(error) => {
-                    let definite = !error.has_label(transaction::UNKNOWN_TRANSACTION_COMMIT_RESULT);
+                    let definite = !error.has_label(retry::UNKNOWN_TRANSACTION_COMMIT_RESULT);
                     (error, definite)
                 }
             };

@@ -9,7 +9,6 @@
 //! attempts, an overall deadline of 120 seconds, and an exponential backoff between attempts
 //! (5 ms growing by 1.5 per retry, never above 500 ms) with full jitter.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -250,6 +249,9 @@ impl RetryPolicy {
 /// The label of an error after which the whole transaction may be run again.
 pub(crate) const TRANSIENT_TRANSACTION_ERROR: &str = "TransientTransactionError";
 
+/// The label of a commit error whose outcome is unknown: the commit may be retried.
+pub(crate) const UNKNOWN_TRANSACTION_COMMIT_RESULT: &str = "UnknownTransactionCommitResult";
+
 /// Says in words why retries stopped at the deadline.
 pub(crate) fn deadline_context(
     what: &str,
@@ -268,60 +270,51 @@ pub(crate) fn deadline_context(
     )
 }
 
-/// Runs `attempt` (given the attempt number, from 1) until it succeeds, fails with an error that
-/// `is_retryable` rejects, or the policy's budget is spent, sleeping the backoff in between.
-///
-/// - A success, or an error that is not retryable, is returned as it is.
-/// - When the attempt cap is reached, the last error is returned as it is: the caller chose the
-///   number of attempts, and the error is what happened on the last one.
-/// - When the deadline would pass before the next attempt, the result is [`Error::Timeout`]
-///   whose `context` names `what` and says so, and whose `last` keeps the last error (so
-///   [`Error::has_label`] and [`Error::code`] still answer for it).
-#[allow(dead_code)] // The lead's `repo.modify` is the first user outside this module.
-pub(crate) async fn retry<T, F, Fut>(
+/// Why a retry happens, for the logs.
+pub(crate) fn reason(error: &Error) -> &'static str {
+    if error.has_label(TRANSIENT_TRANSACTION_ERROR) {
+        TRANSIENT_TRANSACTION_ERROR
+    } else if error.has_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) {
+        UNKNOWN_TRANSACTION_COMMIT_RESULT
+    } else if matches!(error, Error::VersionConflict { .. }) {
+        "VersionConflict"
+    } else {
+        "retryable error"
+    }
+}
+
+/// Waits before retry number `attempts`, or says why there is none: the error itself when the
+/// attempts ran out, [`Error::Timeout`] keeping it when the deadline would pass.
+pub(crate) async fn pause(
     policy: &RetryPolicy,
-    what: &str,
-    is_retryable: impl Fn(&Error) -> bool,
-    mut attempt: F,
-) -> Result<T>
-where
-    F: FnMut(u32) -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let started = Instant::now();
-    let mut number = 1;
-    loop {
-        let span = tracing::debug_span!("attempt", what, number);
-        let error = match attempt(number).instrument(span).await {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        if !is_retryable(&error) {
-            return Err(error);
-        }
-        match policy.next(number, started.elapsed(), rand::random::<f64>()) {
-            Next::RetryAfter(wait) => {
-                tracing::debug!(
-                    what,
-                    attempt = number,
-                    wait_ms = wait.as_millis() as u64,
-                    reason = %error,
-                    "retrying"
-                );
+    attempts: u32,
+    started: Instant,
+    error: Error,
+    what: &'static str,
+) -> Result<()> {
+    match policy.next(attempts, started.elapsed(), rand::random::<f64>()) {
+        Next::RetryAfter(wait) => {
+            let reason = reason(&error);
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let span = tracing::info_span!("retry", what, reason, attempt = attempts, wait_ms);
+            async {
+                tracing::info!(%error, "retrying after {wait_ms} ms");
                 tokio::time::sleep(wait).await;
-                number += 1;
             }
-            Next::OutOfAttempts => {
-                tracing::debug!(what, attempts = number, reason = %error, "out of attempts");
-                return Err(error);
-            }
-            Next::PastDeadline => {
-                tracing::debug!(what, attempts = number, reason = %error, "retry deadline reached");
-                return Err(Error::Timeout {
-                    context: deadline_context(what, policy, number, started),
-                    last: Some(Box::new(error)),
-                });
-            }
+            .instrument(span)
+            .await;
+            Ok(())
+        }
+        Next::OutOfAttempts => {
+            tracing::info!(what, attempts, %error, "no attempts left");
+            Err(error)
+        }
+        Next::PastDeadline => {
+            tracing::info!(what, attempts, %error, "retry deadline reached");
+            Err(Error::Timeout {
+                context: deadline_context(what, policy, attempts, started),
+                last: Some(Box::new(error)),
+            })
         }
     }
 }
@@ -331,7 +324,6 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -469,64 +461,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn helper_retries_until_success() {
+    async fn pause_waits_while_the_budget_lasts() {
         let policy = RetryPolicy::default().backoff(ms(1), ms(1));
-        let calls = AtomicU32::new(0);
-        let result = retry(
-            &policy,
-            "test",
-            |e| matches!(e, Error::VersionConflict { .. }),
-            |n| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async move { if n < 3 { Err(conflict()) } else { Ok(n) } }
-            },
-        )
-        .await;
-        assert_eq!(result.ok(), Some(3));
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let paused = pause(&policy, 1, Instant::now(), conflict(), "test").await;
+        assert!(paused.is_ok());
     }
 
     #[tokio::test]
-    async fn helper_returns_unretryable_errors_at_once() {
-        let calls = AtomicU32::new(0);
-        let result: Result<()> = retry(
-            &RetryPolicy::default(),
-            "test",
-            |_| false,
-            |_| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err(conflict()) }
-            },
-        )
-        .await;
-        assert!(matches!(result, Err(Error::VersionConflict { .. })));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn helper_returns_the_last_error_when_attempts_run_out() {
+    async fn pause_returns_the_last_error_when_attempts_run_out() {
         let policy = RetryPolicy::default().max_attempts(4).backoff(ms(1), ms(1));
-        let calls = AtomicU32::new(0);
-        let result: Result<()> = retry(
-            &policy,
-            "test",
-            |_| true,
-            |_| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err(conflict()) }
-            },
-        )
-        .await;
+        assert!(
+            pause(&policy, 3, Instant::now(), conflict(), "test")
+                .await
+                .is_ok()
+        );
+        let result = pause(&policy, 4, Instant::now(), conflict(), "test").await;
         assert!(matches!(result, Err(Error::VersionConflict { .. })));
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]
-    async fn helper_reports_the_deadline_with_the_last_error() {
+    async fn pause_reports_the_deadline_with_the_last_error() {
         // A zero deadline: the first wait already reaches it.
         let policy = RetryPolicy::default().deadline(Duration::ZERO);
-        let result: Result<()> =
-            retry(&policy, "saving", |_| true, |_| async { Err(conflict()) }).await;
+        let result = pause(&policy, 1, Instant::now(), conflict(), "saving").await;
         match result {
             Err(Error::Timeout {
                 context,

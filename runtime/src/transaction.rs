@@ -34,11 +34,9 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::repo::Repo;
-use crate::retry::{Next, RetryPolicy, TRANSIENT_TRANSACTION_ERROR, deadline_context};
+use crate::retry::{RetryPolicy, TRANSIENT_TRANSACTION_ERROR};
+use crate::retry::{UNKNOWN_TRANSACTION_COMMIT_RESULT, pause};
 use crate::session::{SharedSession, TxShared};
-
-/// The label of a commit error whose outcome is unknown: the commit may be retried.
-pub(crate) const UNKNOWN_TRANSACTION_COMMIT_RESULT: &str = "UnknownTransactionCommitResult";
 
 /// `MaxTimeMSExpired`: a commit that ran out of its `maxTimeMS` is not retried.
 const MAX_TIME_MS_EXPIRED: i32 = 50;
@@ -464,55 +462,6 @@ pub(crate) enum Commit {
     Failed(Error),
 }
 
-/// Why a retry happens, for the logs.
-pub(crate) fn reason(error: &Error) -> &'static str {
-    if error.has_label(TRANSIENT_TRANSACTION_ERROR) {
-        TRANSIENT_TRANSACTION_ERROR
-    } else if error.has_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) {
-        UNKNOWN_TRANSACTION_COMMIT_RESULT
-    } else if matches!(error, Error::VersionConflict { .. }) {
-        "VersionConflict"
-    } else {
-        "retryable error"
-    }
-}
-
-/// Waits before retry number `attempts`, or says why there is none: the error itself when the
-/// attempts ran out, [`Error::Timeout`] keeping it when the deadline would pass.
-pub(crate) async fn pause(
-    policy: &RetryPolicy,
-    attempts: u32,
-    started: Instant,
-    error: Error,
-    what: &'static str,
-) -> Result<()> {
-    match policy.next(attempts, started.elapsed(), rand::random::<f64>()) {
-        Next::RetryAfter(wait) => {
-            let reason = reason(&error);
-            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-            let span = tracing::info_span!("retry", what, reason, attempt = attempts, wait_ms);
-            async {
-                tracing::info!(%error, "retrying after {wait_ms} ms");
-                tokio::time::sleep(wait).await;
-            }
-            .instrument(span)
-            .await;
-            Ok(())
-        }
-        Next::OutOfAttempts => {
-            tracing::info!(what, attempts, %error, "no attempts left");
-            Err(error)
-        }
-        Next::PastDeadline => {
-            tracing::info!(what, attempts, %error, "retry deadline reached");
-            Err(Error::Timeout {
-                context: deadline_context(what, policy, attempts, started),
-                last: Some(Box::new(error)),
-            })
-        }
-    }
-}
-
 /// The transaction loop: joins the running transaction of the same deployment, or runs a new
 /// one (or none, on a standalone server in local mode) with the retries of the specification.
 /// `$call` makes the body's future from `$tx: &Tx`. A macro rather than a function generic over
@@ -573,8 +522,7 @@ macro_rules! transaction_loop {
                     if !policy.retries(&error) {
                         return Err(error);
                     }
-                    $crate::transaction::pause(policy, attempt, started, error, "transaction")
-                        .await?;
+                    $crate::retry::pause(policy, attempt, started, error, "transaction").await?;
                 }
             },
             span,

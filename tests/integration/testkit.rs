@@ -138,16 +138,28 @@ fn gone(address: SocketAddr) -> bool {
     false
 }
 
-/// Run only by `no_mongod_outlives_a_panicking_test`, as a child process: starts a server, says
-/// where it is, and panics without stopping it.
+/// Set by `no_mongod_outlives_a_panicking_test` on the child process it runs.
+const PANIC_WITH_SERVER: &str = "MONGROVE_TEST_PANIC_WITH_SERVER";
+
 #[tokio::test]
-#[ignore = "a helper process of no_mongod_outlives_a_panicking_test, which runs it"]
-async fn child_that_panics_with_a_running_server() {
+async fn a_started_replica_set_stops_with_its_owner() {
     let server = Server::start(Topology::ReplicaSet).await.unwrap();
-    println!("MONGROVE_CHILD_URI={}", server.uri());
-    // Leak it, as a static would be: only the supervisor can stop it now.
-    std::mem::forget(server);
-    panic!("the test panics with its server running");
+    let address = address_of(server.uri());
+    let db = server.db().await.unwrap();
+    db.repo::<Ping>()
+        .insert(&mut Ping { id: None, n: 1 })
+        .await
+        .unwrap();
+    if std::env::var_os(PANIC_WITH_SERVER).is_some() {
+        // The child process of `no_mongod_outlives_a_panicking_test`: say where the server is,
+        // leak it (as a static would be: only its supervisor can stop it now), and panic.
+        println!("MONGROVE_CHILD_URI={}", server.uri());
+        std::mem::forget(server);
+        panic!("the test panics with its server running");
+    }
+    drop(db);
+    server.stop();
+    assert!(gone(address), "the replica set still listens after stop()");
 }
 
 #[test]
@@ -155,11 +167,11 @@ fn no_mongod_outlives_a_panicking_test() {
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "testkit::child_that_panics_with_a_running_server",
-            "--ignored",
+            "testkit::a_started_replica_set_stops_with_its_owner",
             "--nocapture",
             "--test-threads=1",
         ])
+        .env(PANIC_WITH_SERVER, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

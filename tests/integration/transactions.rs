@@ -725,85 +725,19 @@ async fn local_mode_runs_the_work_without_a_transaction() {
 }
 
 /// A `tracing` subscriber that records the name and fields of every span.
-#[derive(Default)]
-struct SpanRecorder {
-    spans: Mutex<Vec<(String, String)>>,
-    next: std::sync::atomic::AtomicU64,
-}
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={:?} ", field.name(), value));
-    }
-}
-
-impl tracing::Subscriber for SpanRecorder {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut fields = Fields(String::new());
-        span.record(&mut fields);
-        if let Ok(mut spans) = self.spans.lock() {
-            spans.push((span.metadata().name().to_owned(), fields.0));
-        }
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::span::Id::from_u64(id + 1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, _: &tracing::Event<'_>) {}
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-/// tracing caches, per call site and for the whole process, whether any subscriber listens; a
-/// thread-local subscriber in a binary whose other tests run transactions in parallel sees a
-/// racy cache. So the span test runs alone in a child process, with a global recorder.
-#[test]
-fn spans_name_each_transaction_attempt_commit_and_retry_with_its_reason() {
-    let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "transactions::spans_child_process",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        // A server of its own: fail points are one per server, and this process's tests are
-        // using them on a shared `MONGODB_URI` server right now.
-        .env_remove("MONGODB_URI")
-        .output()
-        .expect("run the child test");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the span test failed in its own process:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "run alone in a child process by spans_name_each_transaction_attempt_commit_and_retry_with_its_reason"]
-async fn spans_child_process() {
-    let recorder = Arc::new(SpanRecorder::default());
-    tracing::subscriber::set_global_default(recorder.clone()).expect("the only subscriber");
+async fn spans_name_each_transaction_attempt_commit_and_retry_with_its_reason() {
     let db = common::db().await;
     let _fault = db
         .fail_point(transient("insert").times(1))
         .await
         .expect("fail point");
+    // A current-thread test: every span of its transaction is opened on this thread.
+    let recording = common::spans().record_this_thread();
     db.transaction(async |tx| tx.repo::<Item>().insert(&mut item("traced")).await)
         .await
         .expect("commits on the second attempt");
-    let spans = recorder.spans.lock().expect("spans").clone();
+    let spans = recording.finish();
     let find = |name: &str| -> Vec<String> {
         spans
             .iter()

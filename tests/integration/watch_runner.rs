@@ -332,10 +332,10 @@ async fn a_bad_event_stops_the_consumer_unless_it_is_told_to_skip_and_record() {
 
     // Skip and record: the bad event goes to the dead letters, the good one to the handler.
     let dead_letters = db.database().collection::<Document>("dead_letters");
-    let skipping = consumer
+    let dead_lettering = consumer
         .clone()
         .on_bad_event(OnBadEvent::SkipAndRecord(dead_letters.clone()));
-    let (stop, run) = spawn_run(&skipping, seen.handler());
+    let (stop, run) = spawn_run(&dead_lettering, seen.handler());
     until("the good event", || seen.len() == 1).await;
     assert_eq!(seen.ids(), [good]);
     stop.send(()).unwrap();

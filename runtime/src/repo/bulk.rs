@@ -119,19 +119,13 @@ impl<'a, M: Model> BulkWrite<'a, M> {
             .map(|op| {
                 Ok(match op {
                     WriteOp::Insert(doc) => {
-                        let mut body = encode(M::COLLECTION, &doc)?;
-                        let id = match body.get("_id") {
-                            Some(id) if *id != Bson::Null => id.clone(),
-                            _ => Bson::ObjectId(ObjectId::new()),
-                        };
+                        let mut body = super::write::insertable(&doc, now)?;
+                        // The ids of the batch are reported, so they are made here, not by the server.
+                        let id = body
+                            .get("_id")
+                            .cloned()
+                            .unwrap_or_else(|| Bson::ObjectId(ObjectId::new()));
                         body.insert("_id", id.clone());
-                        if let Some(version) = M::VERSION_FIELD {
-                            body.insert(version, 0_i64);
-                        }
-                        if let Some(ts) = M::TIMESTAMPS {
-                            body.insert(ts.created, now);
-                            body.insert(ts.updated, now);
-                        }
                         (Kind::Insert, body, Some(id))
                     }
                     WriteOp::UpdateOne {

@@ -8,12 +8,14 @@ use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 
+use super::read::{awaitable, session_setter};
+use super::write::stored_version;
 use super::{Repo, lifecycle};
 use crate::error::{Error, Result};
 use crate::hooks::model_name;
 use crate::model::Model;
 use crate::query::{EncodeProblem, Update};
-use crate::retry::{Next, RetryPolicy, deadline_context};
+use crate::retry::{RetryPolicy, pause};
 use crate::session::{SessionSlot, run_in};
 
 /// What [`Repo::apply_if_current`] did with an event.
@@ -85,12 +87,6 @@ pub struct ApplyIfCurrent<'a, M: Model> {
 }
 
 impl<'a, M: Model> ApplyIfCurrent<'a, M> {
-    /// Runs the operation in `session`.
-    pub fn session(mut self, session: &'a mut ClientSession) -> Self {
-        self.session = SessionSlot::Borrowed(session);
-        self
-    }
-
     async fn run(mut self) -> Result<Applied> {
         let repo = self.repo;
         let Some(field) = M::VERSION_FIELD else {
@@ -138,7 +134,7 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
         options.projection = Some(doc! { field: 1 });
         let stored = run_in!(guard, repo.docs.find_one(id_filter).with_options(options));
         let stored = stored.map_err(|e| repo.driver_error(e))?;
-        Ok(match stored.map(|doc| version_of(&doc, field)) {
+        Ok(match stored.map(|doc| stored_version(&doc, field)) {
             None => Applied::OutOfOrder { stored: None },
             Some(stored) if stored >= self.event_version => Applied::Stale { stored },
             Some(stored) => Applied::OutOfOrder {
@@ -148,22 +144,8 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
     }
 }
 
-fn version_of(doc: &Document, field: &str) -> i64 {
-    match doc.get(field) {
-        Some(Bson::Int32(v)) => i64::from(*v),
-        Some(Bson::Int64(v)) => *v,
-        _ => 0,
-    }
-}
-
-impl<'a, M: Model> IntoFuture for ApplyIfCurrent<'a, M> {
-    type Output = Result<Applied>;
-    type IntoFuture = BoxFuture<'a, Result<Applied>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
-}
+awaitable!(ApplyIfCurrent => Applied);
+session_setter!(ApplyIfCurrent);
 
 /// Load, change, save, retried on version conflicts. Created by [`Repo::modify`].
 #[must_use = "an operation does nothing until it is awaited"]
@@ -200,23 +182,8 @@ impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> Modify<'a, M, F> {
             if !self.policy.retries(&error) {
                 return Err(error);
             }
-            match self
-                .policy
-                .next(attempt, started.elapsed(), rand::random::<f64>())
-            {
-                Next::RetryAfter(wait) => {
-                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, reason = %error, "modify: retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Next::OutOfAttempts => return Err(error),
-                Next::PastDeadline => {
-                    return Err(Error::Timeout {
-                        context: deadline_context("modify", &self.policy, attempt, started),
-                        last: Some(Box::new(error)),
-                    });
-                }
-            }
+            pause(&self.policy, attempt, started, error, "modify").await?;
+            attempt += 1;
         }
     }
 

@@ -42,7 +42,7 @@ impl From<mongodb::results::UpdateResult> for UpdateOutcome {
 }
 
 /// Prepares a model for insertion: encoded, `_id: null` dropped, version 0, both timestamps.
-fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<Document> {
+pub(super) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<Document> {
     let mut body = encode(M::COLLECTION, doc)?;
     // An `Option` id that serde wrote as null would be stored as a real `_id: null`.
     if matches!(body.get("_id"), Some(Bson::Null)) {
@@ -607,7 +607,7 @@ async fn version_or_driver_error<M: Model>(
     }
 }
 
-fn stored_version(doc: &Document, field: &str) -> i64 {
+pub(super) fn stored_version(doc: &Document, field: &str) -> i64 {
     match doc.get(field) {
         Some(Bson::Int32(v)) => i64::from(*v),
         Some(Bson::Int64(v)) => *v,
