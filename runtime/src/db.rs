@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use mongodb::{Client, ClientSession, Database};
 
-use crate::error::Result;
+use mongodb::bson::{Bson, doc};
+
+use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::repo::Repo;
 use crate::session::VersionLedger;
@@ -15,8 +17,24 @@ pub struct Db {
     client: Client,
     database: Database,
     ledger: Arc<VersionLedger>,
-    /// Whether the deployment runs transactions, asked once (`hello`) and remembered.
-    transactions: Arc<tokio::sync::OnceCell<bool>>,
+    /// What `hello` says about the deployment, asked once and remembered.
+    hello: Arc<tokio::sync::OnceCell<Hello>>,
+}
+
+/// The facts of the deployment mongrove needs, from one `hello`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hello {
+    pub(crate) transactions: bool,
+    pub(crate) limits: ServerLimits,
+}
+
+/// The server's size limits for writes, from `hello`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ServerLimits {
+    /// `maxBsonObjectSize`: the largest document (16 MiB by default).
+    pub(crate) max_bson_object_size: usize,
+    /// `maxWriteBatchSize`: the most writes in one command (100,000 by default).
+    pub(crate) max_write_batch_size: usize,
 }
 
 impl Db {
@@ -33,7 +51,7 @@ impl Db {
             client,
             database,
             ledger: Arc::default(),
-            transactions: Arc::default(),
+            hello: Arc::default(),
         }
     }
 
@@ -45,7 +63,7 @@ impl Db {
             client: self.client.clone(),
             database: self.client.database(name),
             ledger: self.ledger.clone(),
-            transactions: self.transactions.clone(),
+            hello: self.hello.clone(),
         }
     }
 
@@ -84,9 +102,42 @@ impl Db {
         Arc::ptr_eq(&self.ledger, &other.ledger)
     }
 
-    /// The remembered answer to "does this deployment run transactions?".
-    pub(crate) fn transaction_support(&self) -> &tokio::sync::OnceCell<bool> {
-        &self.transactions
+    /// What `hello` says, asked once per `Db` (and its clones).
+    pub(crate) async fn hello(&self) -> Result<Hello> {
+        let hello = self
+            .hello
+            .get_or_try_init(|| async {
+                let reply = self
+                    .client
+                    .database("admin")
+                    .run_command(doc! { "hello": 1 })
+                    .await?;
+                let replica_set = reply.contains_key("setName");
+                let mongos = reply.get_str("msg").is_ok_and(|msg| msg == "isdbgrid");
+                let limit = |key: &str, default: usize| {
+                    match reply.get(key) {
+                        Some(Bson::Int32(n)) => usize::try_from(*n).ok(),
+                        Some(Bson::Int64(n)) => usize::try_from(*n).ok(),
+                        _ => None,
+                    }
+                    .filter(|n| *n > 0)
+                    .unwrap_or(default)
+                };
+                Ok::<_, Error>(Hello {
+                    transactions: replica_set || mongos,
+                    limits: ServerLimits {
+                        max_bson_object_size: limit("maxBsonObjectSize", 16 * 1024 * 1024),
+                        max_write_batch_size: limit("maxWriteBatchSize", 100_000),
+                    },
+                })
+            })
+            .await?;
+        Ok(*hello)
+    }
+
+    /// The server's size limits for writes.
+    pub(crate) async fn server_limits(&self) -> Result<ServerLimits> {
+        Ok(self.hello().await?.limits)
     }
 
     /// The database name.

@@ -1,14 +1,28 @@
 //! Documents from the server into models, with errors that name the document and the field.
 
-use mongodb::bson::{self, Bson, Document, RawDocument};
+use mongodb::bson::{self, Bson, Document, RawBsonRef, RawDocument};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
+/// The deepest nesting of embedded documents and arrays that is decoded into a model; a deeper
+/// document is [`Error::Decode`]. serde's BSON decoder recurses once per level, about 17 KiB of
+/// stack per level in a debug build, so a document nested ~115 levels deep overflows a 2 MiB
+/// thread stack (tokio's default): the process aborts, which no error handling can catch.
+/// 64 levels leave room for the caller's own stack.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// The fewest bytes one level of nesting takes (type byte, empty key, empty document): a
+/// document shorter than `MIN_LEVEL_BYTES * MAX_DEPTH` cannot be too deep, and is not walked.
+const MIN_LEVEL_BYTES: usize = 7;
+
 /// Decodes a raw document. The fast path is serde straight from the bytes; only when that fails
 /// is the document decoded again with path tracking, to name the field that does not fit.
 pub(crate) fn decode<T: DeserializeOwned>(collection: &str, raw: &RawDocument) -> Result<T> {
+    if raw.as_bytes().len() >= MIN_LEVEL_BYTES * MAX_DEPTH {
+        check_raw_depth(collection, raw)?;
+    }
     match bson::from_slice::<T>(raw.as_bytes()) {
         Ok(value) => Ok(value),
         Err(fast_error) => Err(explain::<T>(collection, raw, fast_error.to_string())),
@@ -18,6 +32,9 @@ pub(crate) fn decode<T: DeserializeOwned>(collection: &str, raw: &RawDocument) -
 /// Decodes an owned document (from `findAndModify`, change events, ...).
 pub(crate) fn decode_document<T: DeserializeOwned>(collection: &str, doc: Document) -> Result<T> {
     let id = doc.get("_id").cloned();
+    if let Some(path) = too_deep(&doc) {
+        return Err(depth_error(collection, id, path));
+    }
     let tracked =
         serde_path_to_error::deserialize::<_, T>(bson::Deserializer::new(Bson::Document(doc)));
     tracked.map_err(|e| decode_error(collection, id, e.path().to_string(), e.inner().to_string()))
@@ -72,4 +89,226 @@ pub(crate) fn encode<T: Serialize>(collection: &str, value: &T) -> Result<Docume
         what: "the document".to_owned(),
         reason: e.to_string(),
     })
+}
+
+fn depth_error(collection: &str, id: Option<Bson>, path: String) -> Error {
+    Error::Decode {
+        collection: collection.to_owned(),
+        id,
+        field: path,
+        reason: format!(
+            "the document is nested more than {MAX_DEPTH} levels deep here; mongrove does not \
+             decode it (serde's decoder would overflow the stack)"
+        ),
+    }
+}
+
+/// Refuses a raw document nested deeper than [`MAX_DEPTH`], without recursion.
+fn check_raw_depth(collection: &str, raw: &RawDocument) -> Result<()> {
+    let id = || {
+        raw.get("_id")
+            .ok()
+            .flatten()
+            .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
+    };
+    let malformed = |e: bson::raw::Error| Error::Decode {
+        collection: collection.to_owned(),
+        id: id(),
+        field: ".".to_owned(),
+        reason: format!("malformed BSON: {e}"),
+    };
+    let mut stack = vec![(raw.iter(), String::new())];
+    while let Some((iter, path)) = stack.last_mut() {
+        let Some(element) = iter.next() else {
+            stack.pop();
+            continue;
+        };
+        let (key, value) = element.map_err(malformed)?;
+        let child = match value {
+            RawBsonRef::Document(doc) => doc,
+            RawBsonRef::Array(array) => {
+                RawDocument::from_bytes(array.as_bytes()).map_err(malformed)?
+            }
+            _ => continue,
+        };
+        let child_path = if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        };
+        if stack.len() >= MAX_DEPTH {
+            return Err(depth_error(collection, id(), child_path));
+        }
+        stack.push((child.iter(), child_path));
+    }
+    Ok(())
+}
+
+/// The path at which `doc` goes deeper than [`MAX_DEPTH`], if it does.
+fn too_deep(doc: &Document) -> Option<String> {
+    let mut stack: Vec<(Box<dyn Iterator<Item = (String, &Bson)> + '_>, String)> = vec![(
+        Box::new(doc.iter().map(|(k, v)| (k.clone(), v))),
+        String::new(),
+    )];
+    while let Some((iter, path)) = stack.last_mut() {
+        let Some((key, value)) = iter.next() else {
+            stack.pop();
+            continue;
+        };
+        let child: Box<dyn Iterator<Item = (String, &Bson)>> = match value {
+            Bson::Document(doc) => Box::new(doc.iter().map(|(k, v)| (k.clone(), v))),
+            Bson::Array(items) => {
+                Box::new(items.iter().enumerate().map(|(i, v)| (i.to_string(), v)))
+            }
+            _ => continue,
+        };
+        let child_path = if path.is_empty() {
+            key
+        } else {
+            format!("{path}.{key}")
+        };
+        if stack.len() >= MAX_DEPTH {
+            return Some(child_path);
+        }
+        stack.push((child, child_path));
+    }
+    None
+}
+
+/// Refuses, before anything is sent, a field name or regular expression that BSON cannot hold:
+/// one with a NUL byte (the encoder would fail, or panic, or the server would read a broken
+/// message). `what` names the document (`the filter`, `the document`, ...).
+pub(crate) fn check_names(collection: &str, what: &str, doc: &Document) -> Result<()> {
+    if !has_nul(doc) {
+        return Ok(());
+    }
+    let (path, thing) = nul_path(doc, "").unwrap_or_else(|| (".".to_owned(), "a name"));
+    Err(Error::Encode {
+        collection: collection.to_owned(),
+        what: format!("{what}, at `{}`", path.replace('\0', "\\0")),
+        reason: format!("{thing} contains a NUL byte, which BSON cannot hold"),
+    })
+}
+
+/// The fast scan: no allocation but the stack of containers still to look into.
+fn has_nul(doc: &Document) -> bool {
+    fn scan<'d>(doc: &'d Document, stack: &mut Vec<&'d Bson>) -> bool {
+        for (key, value) in doc {
+            if key.contains('\0') {
+                return true;
+            }
+            if matches!(
+                value,
+                Bson::Document(_) | Bson::Array(_) | Bson::RegularExpression(_)
+            ) {
+                stack.push(value);
+            }
+        }
+        false
+    }
+    let mut stack: Vec<&Bson> = Vec::new();
+    if scan(doc, &mut stack) {
+        return true;
+    }
+    while let Some(value) = stack.pop() {
+        match value {
+            Bson::Document(child) => {
+                if scan(child, &mut stack) {
+                    return true;
+                }
+            }
+            Bson::Array(items) => stack.extend(items.iter()),
+            Bson::RegularExpression(regex) => {
+                if regex.pattern.contains('\0') || regex.options.contains('\0') {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Where the NUL byte is, for the error (only called once one is known to exist).
+fn nul_path(doc: &Document, prefix: &str) -> Option<(String, &'static str)> {
+    for (key, value) in doc {
+        let path = join(prefix, key);
+        if key.contains('\0') {
+            return Some((path, "the field name"));
+        }
+        if let Some(found) = nul_path_in(value, &path) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn nul_path_in(value: &Bson, path: &str) -> Option<(String, &'static str)> {
+    match value {
+        Bson::Document(doc) => nul_path(doc, path),
+        Bson::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path_in(item, &join(path, &i.to_string()))),
+        Bson::RegularExpression(regex)
+            if regex.pattern.contains('\0') || regex.options.contains('\0') =>
+        {
+            Some((path.to_owned(), "the regular expression"))
+        }
+        _ => None,
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{Regex, doc};
+
+    #[test]
+    fn nul_bytes_in_names_and_regexes_are_found_with_their_path() {
+        let clean = doc! { "a": { "b": [1, { "c": "x\0y" }] } };
+        assert!(check_names("c", "the filter", &clean).is_ok());
+        let key = doc! { "a": { "b": [1, { "c\0d": 1 }] } };
+        let error = check_names("c", "the filter", &key)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("a.b.1.c\\0d"), "{error}");
+        assert!(error.contains("field name contains a NUL byte"), "{error}");
+        let regex = doc! { "name": { "$regex": Bson::RegularExpression(Regex { pattern: "a\0".into(), options: String::new() }) } };
+        let error = check_names("c", "the filter", &regex)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("name.$regex"), "{error}");
+    }
+
+    #[test]
+    fn depth_is_bounded_without_recursion() {
+        let mut deep = doc! { "leaf": 1 };
+        for _ in 0..200 {
+            deep = doc! { "n": deep };
+        }
+        let path = too_deep(&deep).unwrap();
+        assert_eq!(path.split('.').count(), MAX_DEPTH);
+        let raw = bson::RawDocumentBuf::from_document(&deep).unwrap();
+        let error = check_raw_depth("c", &raw).unwrap_err();
+        assert!(
+            error.to_string().contains("nested more than 64 levels"),
+            "{error}"
+        );
+        let mut fine = doc! { "leaf": 1 };
+        for _ in 0..(MAX_DEPTH - 1) {
+            fine = doc! { "n": fine };
+        }
+        assert!(too_deep(&fine).is_none());
+        let raw = bson::RawDocumentBuf::from_document(&fine).unwrap();
+        assert!(check_raw_depth("c", &raw).is_ok());
+    }
 }

@@ -124,6 +124,13 @@ pub enum Error {
         message: String,
     },
 
+    /// A batch (`insert_many`, `bulk_write`) was written only in part. The report says which
+    /// positions were written, which failed and why, and which were never sent (an ordered
+    /// batch stops at its first failure). Nothing is rolled back: outside a transaction, the
+    /// written part stays written.
+    #[error("{0}")]
+    PartialWrite(Box<PartialWrite>),
+
     /// The operation needs a versioned model (`#[model(version = "...")]`).
     #[error(
         "`{operation}` needs a versioned model, and `{model}` has no `#[model(version = \"...\")]`"
@@ -228,6 +235,101 @@ pub enum Error {
     Driver(#[from] mongodb::error::Error),
 }
 
+/// What [`Error::PartialWrite`] reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PartialWrite {
+    /// The collection written to.
+    pub collection: String,
+    /// The operation: `insert_many` or `bulk_write`.
+    pub operation: &'static str,
+    /// How many positions the batch had.
+    pub total: usize,
+    /// The positions that were written, in order.
+    pub written: Vec<usize>,
+    /// The positions that failed, each with its cause (`DuplicateKey`, `VersionConflict`,
+    /// `WriteFailed`, `NotFound`, ...).
+    pub failed: Vec<FailedWrite>,
+    /// The positions never sent, because an ordered batch stops at its first failure.
+    pub not_attempted: Vec<usize>,
+    /// What the written positions did: counts, and the ids of inserted documents.
+    pub outcome: BulkOutcome,
+}
+
+/// One failed position of a [`PartialWrite`].
+#[derive(Debug)]
+pub struct FailedWrite {
+    /// The position in the batch.
+    pub index: usize,
+    /// Why it failed.
+    pub error: Error,
+}
+
+/// What a bulk write did, summed over the batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BulkOutcome {
+    /// Documents inserted.
+    pub inserted: u64,
+    /// Documents matched by updates and replacements.
+    pub matched: u64,
+    /// Documents changed by updates and replacements.
+    pub modified: u64,
+    /// Documents deleted.
+    pub deleted: u64,
+    /// `(position in the batch, _id)` of every inserted or upserted document.
+    pub ids: Vec<(usize, Bson)>,
+}
+
+impl fmt::Display for PartialWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` on `{}` wrote {} of {} positions",
+            self.operation,
+            self.collection,
+            self.written.len(),
+            self.total
+        )?;
+        if !self.written.is_empty() {
+            write!(f, " ({})", show_positions(&self.written))?;
+        }
+        for failure in &self.failed {
+            write!(f, "; position {} failed: {}", failure.index, failure.error)?;
+        }
+        if !self.not_attempted.is_empty() {
+            write!(
+                f,
+                "; not attempted: {}",
+                show_positions(&self.not_attempted)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `0, 1, 2, 5` with long runs shortened to `0..=999`.
+fn show_positions(positions: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < positions.len() {
+        let start = positions[i];
+        let mut end = start;
+        while i + 1 < positions.len() && positions[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        parts.push(if end > start + 1 {
+            format!("{start}..={end}")
+        } else if end == start + 1 {
+            format!("{start}, {end}")
+        } else {
+            start.to_string()
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
 /// One failing field of [`Error::Validation`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldFailure {
@@ -309,6 +411,7 @@ impl Error {
             Error::Driver(e) => server_code(e),
             Error::DuplicateKey { .. } => Some(11000),
             Error::WriteFailed { code, .. } => Some(*code),
+            Error::PartialWrite(report) => report.failed.first()?.error.code(),
             Error::Timeout {
                 last: Some(last), ..
             } => last.code(),
@@ -365,6 +468,25 @@ fn duplicate_key_message(error: &mongodb::error::Error) -> Option<&str> {
     }
 }
 
+/// The error of one failed write of a batch: a duplicate key, or the server's code and message.
+pub(crate) fn write_error(collection: &str, index: usize, code: i32, message: &str) -> Error {
+    if code == DUPLICATE_KEY {
+        let (index, key) = parse_duplicate_key(message);
+        Error::DuplicateKey {
+            collection: collection.to_owned(),
+            index,
+            key,
+        }
+    } else {
+        Error::WriteFailed {
+            collection: collection.to_owned(),
+            index,
+            code,
+            message: message.to_owned(),
+        }
+    }
+}
+
 /// Reads the index name and key out of the server's E11000 message:
 /// `E11000 duplicate key error collection: db.users index: email_1 dup key: { email: "a" }`.
 pub(crate) fn parse_duplicate_key(message: &str) -> (String, String) {
@@ -403,6 +525,12 @@ mod tests {
         let (index, key) = parse_duplicate_key("E11000 something new");
         assert_eq!(index, "(unknown)");
         assert_eq!(key, "E11000 something new");
+    }
+
+    #[test]
+    fn positions_are_shown_in_runs() {
+        assert_eq!(show_positions(&[0, 1, 2, 3, 5, 7, 8]), "0..=3, 5, 7, 8");
+        assert_eq!(show_positions(&[]), "");
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub mod watch;
 pub use async_trait::async_trait;
 pub use coordinate::{NodeRef, Saga, Store, TxTree};
 pub use db::Db;
-pub use error::{Error, FieldFailure, Result};
+pub use error::{BulkOutcome, Error, FailedWrite, FieldFailure, PartialWrite, Result};
 pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
 pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields};
 pub use mongodb;
@@ -83,9 +83,9 @@ pub use mongodb::bson;
 pub use mongrove_macros::Model;
 pub use query::{Field, Filter, IdField, Nested, Sort, Update};
 pub use repo::{
-    Applied, ApplyIfCurrent, BulkOutcome, BulkWrite, Count, Delete, DeleteMany, Exists, Find,
-    FindOne, FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save,
-    SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
+    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save, SyncIndexes,
+    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};

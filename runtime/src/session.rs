@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mongodb::ClientSession;
-use mongodb::bson::Bson;
+use mongodb::bson::{Bson, Document};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// The session of one transaction scope, shared by every repository bound to it, with the
@@ -36,7 +36,7 @@ impl TxShared {
 pub(crate) type SharedSession = Arc<TxShared>;
 
 /// A versioned document written inside a transaction: `before` is what the server had,
-/// `after` is what the in-memory model now claims.
+/// `after` is what the in-memory model now claims, `body` is what was written.
 #[derive(Debug, Clone)]
 pub(crate) struct VersionWrite {
     pub(crate) database: String,
@@ -44,16 +44,29 @@ pub(crate) struct VersionWrite {
     pub(crate) id: Bson,
     pub(crate) before: i64,
     pub(crate) after: i64,
+    pub(crate) body: Document,
 }
 
-/// Versions that in-memory models claim but the server never kept, because the transaction that
-/// wrote them was aborted. A model cannot be reached after the closure that held it returns, so
-/// the correction happens when such a model is next written: its version is put back to the one
-/// the server has, and the write goes on as if the aborted attempt never happened.
+/// A version that an in-memory model may claim although the server never kept it: the model
+/// was saved in a transaction attempt that was then aborted, retried or cancelled (or whose
+/// commit outcome stayed unknown). Rust gives mongrove no way back to that model once its save
+/// has returned, so the claim is recognised when the model is written next.
+#[derive(Debug, Clone)]
+pub(crate) struct Phantom {
+    /// The version the model claims.
+    pub(crate) claimed: i64,
+    /// The version the server had before the attempt: what the model was really based on.
+    pub(crate) base: i64,
+    /// What the aborted write stored, to tell the stale model from a fresh copy that claims
+    /// the same number because a later write really reached it.
+    pub(crate) body: Document,
+}
+
+/// The phantom versions of one process, per document. See [`Phantom`]; the decision that uses
+/// them is `repo::occ::expected_version`.
 #[derive(Debug, Default)]
 pub(crate) struct VersionLedger {
-    /// `(claimed, real)` versions per document.
-    rolled_back: std::sync::Mutex<HashMap<LedgerKey, (i64, i64)>>,
+    phantoms: std::sync::Mutex<HashMap<LedgerKey, Vec<Phantom>>>,
 }
 
 /// A document: database, collection and `_id` (as extended JSON text, since `Bson` is not `Hash`).
@@ -63,47 +76,74 @@ fn ledger_key(database: &str, collection: &'static str, id: &Bson) -> LedgerKey 
     (database.to_owned(), collection, id.to_string())
 }
 
+/// Documents with phantoms kept at most; beyond it the oldest entries go (a stale model of an
+/// evicted document then gets the ordinary check against the number it claims).
+const LEDGER_CAPACITY: usize = 10_000;
+
 impl VersionLedger {
-    /// Records the versioned writes of an aborted attempt.
+    /// Records the versioned writes of an attempt that did not commit (or may not have).
     pub(crate) fn record_rollback(&self, writes: Vec<VersionWrite>) {
-        let Ok(mut map) = self.rolled_back.lock() else {
+        if writes.is_empty() {
+            return;
+        }
+        let Ok(mut map) = self.phantoms.lock() else {
             return;
         };
+        // Several saves of one document in one attempt: the first `before` is the real base.
+        let mut bases: HashMap<LedgerKey, i64> = HashMap::new();
         for write in writes {
             let key = ledger_key(&write.database, write.collection, &write.id);
-            // Several saves of one document in one attempt: the first `before` is the real one.
-            let real = map.get(&key).map_or(write.before, |(_, real)| *real);
-            map.insert(key, (write.after, real));
+            let base = *bases.entry(key.clone()).or_insert(write.before);
+            let phantoms = map.entry(key).or_default();
+            phantoms.retain(|p| p.claimed != write.after);
+            phantoms.push(Phantom {
+                claimed: write.after,
+                base,
+                body: write.body,
+            });
+        }
+        if map.len() > LEDGER_CAPACITY {
+            let excess = map.len() - LEDGER_CAPACITY;
+            let evicted: Vec<LedgerKey> = map.keys().take(excess).cloned().collect();
+            for key in evicted {
+                map.remove(&key);
+            }
         }
     }
 
-    /// The version to expect for a model claiming `claimed`: the server's, when `claimed` came
-    /// from an aborted transaction.
-    pub(crate) fn correct(
+    /// The phantom a model claiming `claimed` for this document may be, if any.
+    pub(crate) fn phantom(
         &self,
         database: &str,
         collection: &'static str,
         id: &Bson,
         claimed: i64,
-    ) -> i64 {
-        let Ok(mut map) = self.rolled_back.lock() else {
-            return claimed;
-        };
-        let key = ledger_key(database, collection, id);
-        match map.get(&key) {
-            Some((stale, real)) if *stale == claimed => {
-                let real = *real;
-                map.remove(&key);
-                real
-            }
-            _ => claimed,
-        }
+    ) -> Option<Phantom> {
+        let map = self.phantoms.lock().ok()?;
+        map.get(&ledger_key(database, collection, id))?
+            .iter()
+            .find(|p| p.claimed == claimed)
+            .cloned()
     }
 
-    /// A write of this document succeeded: whatever was recorded for it is history.
-    pub(crate) fn forget(&self, database: &str, collection: &'static str, id: &Bson) {
-        if let Ok(mut map) = self.rolled_back.lock() {
-            map.remove(&ledger_key(database, collection, id));
+    /// The server holds the document at `stored`: phantoms below it can never be mistaken for
+    /// the stored version again.
+    pub(crate) fn observed(
+        &self,
+        database: &str,
+        collection: &'static str,
+        id: &Bson,
+        stored: i64,
+    ) {
+        let Ok(mut map) = self.phantoms.lock() else {
+            return;
+        };
+        let key = ledger_key(database, collection, id);
+        if let Some(phantoms) = map.get_mut(&key) {
+            phantoms.retain(|p| p.claimed >= stored);
+            if phantoms.is_empty() {
+                map.remove(&key);
+            }
         }
     }
 }
@@ -131,6 +171,11 @@ impl<'a> SessionSlot<'a> {
             Some(session) => SessionSlot::Shared(session.clone()),
             None => SessionSlot::None,
         }
+    }
+
+    /// Whether the operation runs in a transaction scope's shared session.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, SessionSlot::Shared(_))
     }
 
     /// Notes a versioned write made in a transaction scope's session.

@@ -315,20 +315,7 @@ impl Db {
     /// Whether the deployment can run transactions: a replica set or a sharded cluster, not a
     /// standalone server. Asked once per `Db` (and its clones) with the `hello` command.
     pub async fn supports_transactions(&self) -> Result<bool> {
-        let answer = self
-            .transaction_support()
-            .get_or_try_init(|| async {
-                let hello = self
-                    .client()
-                    .database("admin")
-                    .run_command(doc! { "hello": 1 })
-                    .await?;
-                let replica_set = hello.contains_key("setName");
-                let mongos = hello.get_str("msg").is_ok_and(|msg| msg == "isdbgrid");
-                Ok::<_, Error>(replica_set || mongos)
-            })
-            .await?;
-        Ok(*answer)
+        Ok(self.hello().await?.transactions)
     }
 
     /// Whether a transaction scope of this `Db` (or a clone, or one made with
@@ -391,16 +378,16 @@ impl TxSession {
         Ok(session.commit_transaction().await?)
     }
 
-    /// The attempt's writes did not happen: models claiming their versions are corrected at
-    /// their next write.
+    /// The attempt's writes did not happen, or may not have (an unknown commit result): the
+    /// versions their models claim are phantoms until the server shows otherwise (see
+    /// `repo::occ::expected_version`).
     fn rolled_back(&mut self) {
         self.open = false;
         self.db.ledger().record_rollback(self.shared.take_writes());
     }
 
-    /// The attempt's writes happened (or may have: then the models keep their new versions,
-    /// and a write based on a version the server does not have is a conflict, as it should be).
-    fn settled(&mut self) {
+    /// The attempt's writes are committed: the versions their models claim are real.
+    fn committed(&mut self) {
         self.open = false;
         drop(self.shared.take_writes());
     }
@@ -413,7 +400,7 @@ impl TxSession {
             let span = tracing::debug_span!("commit", try_number = tries);
             let error = match self.commit_once().instrument(span).await {
                 Ok(()) => {
-                    self.settled();
+                    self.committed();
                     return Commit::Done;
                 }
                 Err(error) => error,
@@ -423,7 +410,7 @@ impl TxSession {
                 match pause(policy, tries, started, error, "transaction commit").await {
                     Ok(()) => continue,
                     Err(error) => {
-                        self.settled();
+                        self.rolled_back();
                         return Commit::Failed(error);
                     }
                 }
@@ -432,11 +419,7 @@ impl TxSession {
                 self.rolled_back();
                 return Commit::Rerun(error);
             }
-            if unknown {
-                self.settled();
-            } else {
-                self.rolled_back();
-            }
+            self.rolled_back();
             return Commit::Failed(error);
         }
     }

@@ -6,6 +6,7 @@ mod consumers;
 mod coordinate;
 mod hooks;
 mod indexes;
+mod integrity;
 mod live_orders;
 mod quickstart;
 mod repo;

@@ -370,11 +370,18 @@ async fn bulk_write_mixes_operations_in_order() {
         ])
         .await;
     match duplicate {
-        Err(Error::DuplicateKey { index, key, .. }) => {
-            assert_eq!(index, "mail_1");
-            assert!(key.contains("a@x.org"), "{key}");
+        Err(Error::PartialWrite(report)) => {
+            assert_eq!(report.written, [0]);
+            assert_eq!(report.failed[0].index, 1);
+            match &report.failed[0].error {
+                Error::DuplicateKey { index, key, .. } => {
+                    assert_eq!(index, "mail_1");
+                    assert!(key.contains("a@x.org"), "{key}");
+                }
+                other => panic!("expected DuplicateKey, got {other:?}"),
+            }
         }
-        other => panic!("expected DuplicateKey, got {other:?}"),
+        other => panic!("expected a partial write, got {other:?}"),
     }
     // Ordered: the write before the duplicate happened, nothing after it.
     assert!(people.exists(f.email_address.eq("d@x.org")).await.unwrap());
@@ -397,10 +404,17 @@ async fn a_unique_index_rejects_a_duplicate_with_duplicate_key() {
                 .await
                 .map(|_| ())
         } else {
-            people
+            // Part of the batch is written; the failed position carries the duplicate key.
+            match people
                 .insert_many(&mut [person("other@x.org", 3, "C"), person("dup@x.org", 4, "D")])
                 .await
-                .map(|_| ())
+            {
+                Err(Error::PartialWrite(report)) => {
+                    assert_eq!(report.written, [0]);
+                    Err(report.failed.into_iter().next().expect("one failure").error)
+                }
+                other => other.map(|_| ()),
+            }
         };
         match result {
             Err(Error::DuplicateKey {

@@ -185,8 +185,18 @@ async fn every_write_path_raises_and_checks_the_version() {
     tickets.replace(f.id.eq(id), &mut loaded).await.unwrap();
     assert_eq!(loaded.version, 5);
     stale_copy.title = "c".into();
-    let replaced = tickets.replace(f.id.eq(id), &mut stale_copy).await.unwrap();
-    assert_eq!(replaced.matched, 0, "a stale replace matches nothing");
+    let replaced = tickets.replace(f.id.eq(id), &mut stale_copy).await;
+    assert!(
+        matches!(
+            replaced,
+            Err(Error::VersionConflict {
+                expected: 4,
+                found: 5,
+                ..
+            })
+        ),
+        "a stale replace is a conflict, never a silent no-op: {replaced:?}"
+    );
     assert_eq!(stale_copy.version, 4);
     let upsert = tickets
         .replace(f.id.eq(id), &mut stale_copy)

@@ -5,12 +5,12 @@
 //! `.session(&mut session)`; a repository handed out by a transaction scope uses its session
 //! without being told.
 
-mod bulk;
 mod indexes;
 mod lifecycle;
+pub(crate) mod occ;
+mod op;
 mod read;
 mod versioned;
-mod write;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -18,20 +18,20 @@ use std::marker::PhantomData;
 use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
-pub use bulk::{BulkOutcome, BulkWrite, WriteOp};
 pub use indexes::{IndexReport, SyncIndexes};
+pub use op::bulk::{BulkWrite, WriteOp};
+pub use op::delete::{Delete, DeleteMany};
+pub use op::insert::{Insert, InsertMany};
+pub use op::replace::{Replace, Save};
+pub use op::update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
 pub use read::{Count, Exists, Find, FindOne};
 pub use versioned::{Applied, ApplyIfCurrent, Modify};
-pub use write::{
-    Delete, DeleteMany, FindOneAndUpdate, Insert, InsertMany, Replace, Save, UpdateMany, UpdateOne,
-    UpdateOutcome,
-};
 
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::{EncodeProblem, Filter, Update};
-use crate::session::SharedSession;
+use crate::session::{SessionSlot, SharedSession};
 
 /// The typed repository of model `M`, from [`Db::repo`].
 pub struct Repo<M> {
@@ -194,6 +194,23 @@ impl<M: Model> Repo<M> {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// The session slot an operation of this repository starts with.
+    pub(crate) fn session_slot<'s>(&self) -> SessionSlot<'s> {
+        SessionSlot::from_shared(self.session.as_ref())
+    }
+
+    /// A filter, update, sort or projection ready to send: built without encoding problems,
+    /// and holding no name that BSON cannot carry.
+    pub(crate) fn checked_part(
+        &self,
+        part: Result<Document, EncodeProblem>,
+        what: &str,
+    ) -> Result<Document> {
+        let part = part.map_err(|p| self.encode_problem(p))?;
+        crate::decode::check_names(M::COLLECTION, what, &part)?;
+        Ok(part)
     }
 
     pub(crate) fn encode_problem(&self, problem: EncodeProblem) -> Error {

@@ -83,7 +83,7 @@ impl<'a, M: Model> FindOne<'a, M> {
     }
 
     async fn run(self) -> Result<Option<M>> {
-        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
+        let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = self.options;
         options.limit = Some(-1);
         let find = Find {
@@ -159,7 +159,15 @@ impl<'a, M: Model> Find<'a, M> {
     /// Streams the results instead of collecting them: memory stays at one batch.
     pub async fn stream(self) -> Result<BoxStream<'a, Result<M>>> {
         let repo = self.repo;
-        let filter = self.filter.map_err(|p| repo.encode_problem(p))?;
+        let filter = repo.checked_part(self.filter, "the filter")?;
+        for (what, part) in [
+            ("the sort", &self.options.sort),
+            ("the projection", &self.options.projection),
+        ] {
+            if let Some(part) = part {
+                crate::decode::check_names(M::COLLECTION, what, part)?;
+            }
+        }
         let find = repo.raw.find(filter).with_options(self.options);
         let state = match self.session {
             SessionSlot::None => CursorState::Plain(find.await.map_err(|e| repo.driver_error(e))?),
@@ -272,7 +280,7 @@ impl<'a, M: Model> Count<'a, M> {
     }
 
     async fn run(mut self) -> Result<u64> {
-        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
+        let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = CountOptions::default();
         options.limit = self.limit;
         let mut guard = self.session.lock().await;
@@ -305,7 +313,7 @@ impl<'a, M: Model> Exists<'a, M> {
     }
 
     async fn run(mut self) -> Result<bool> {
-        let filter = self.filter.map_err(|p| self.repo.encode_problem(p))?;
+        let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = FindOneOptions::default();
         options.projection = Some(doc! { "_id": 1 });
         let mut guard = self.session.lock().await;

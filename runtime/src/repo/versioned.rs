@@ -8,8 +8,8 @@ use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 
+use super::occ;
 use super::read::{awaitable, session_setter};
-use super::write::stored_version;
 use super::{Repo, lifecycle};
 use crate::error::{Error, Result};
 use crate::hooks::model_name;
@@ -95,8 +95,8 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
                 operation: "apply_if_current",
             });
         };
-        let mut filter = self.id.map_err(|p| repo.encode_problem(p))?;
-        let mut update = self.update.map_err(|p| repo.encode_problem(p))?;
+        let mut filter = repo.checked_part(self.id, "the _id")?;
+        let mut update = repo.checked_part(self.update, "the update")?;
         lifecycle::before_update(
             repo,
             &mut self.session,
@@ -106,7 +106,7 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
         )
         .await?;
         let id_filter = filter.clone();
-        filter.insert(field, self.event_version - 1);
+        let filter = occ::with_version(filter, field, self.event_version - 1);
         // The event's version is set, not incremented: replaying the same event can never
         // move the version twice.
         let mut set = match update.remove("$set") {
@@ -134,7 +134,11 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
         options.projection = Some(doc! { field: 1 });
         let stored = run_in!(guard, repo.docs.find_one(id_filter).with_options(options));
         let stored = stored.map_err(|e| repo.driver_error(e))?;
-        Ok(match stored.map(|doc| stored_version(&doc, field)) {
+        let stored = match stored {
+            Some(doc) => Some(occ::stored_version::<M>(&doc, field)?),
+            None => None,
+        };
+        Ok(match stored {
             None => Applied::OutOfOrder { stored: None },
             Some(stored) if stored >= self.event_version => Applied::Stale { stored },
             Some(stored) => Applied::OutOfOrder {

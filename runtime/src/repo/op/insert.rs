@@ -1,0 +1,332 @@
+//! `insert` and `insert_many`: a new document starts at version 0 with both timestamps.
+
+use std::future::IntoFuture;
+
+use futures_util::future::BoxFuture;
+use mongodb::ClientSession;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf};
+use mongodb::error::ErrorKind;
+use mongodb::options::InsertManyOptions;
+
+use crate::db::ServerLimits;
+use crate::decode::{check_names, encode};
+use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
+use crate::hooks::HookPoint;
+use crate::model::Model;
+use crate::repo::read::{awaitable, session_setter};
+use crate::repo::{Repo, lifecycle};
+use crate::session::{SessionSlot, run_in};
+
+/// Prepares a model for insertion: encoded, `_id: null` dropped, version 0, both timestamps.
+pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<Document> {
+    let mut body = encode(M::COLLECTION, doc)?;
+    // An `Option` id that serde wrote as null would be stored as a real `_id: null`.
+    if matches!(body.get("_id"), Some(Bson::Null)) {
+        body.remove("_id");
+    }
+    if let Some(version) = M::VERSION_FIELD {
+        body.insert(version, 0_i64);
+    }
+    if let Some(ts) = M::TIMESTAMPS {
+        body.insert(ts.created, now);
+        body.insert(ts.updated, now);
+    }
+    Ok(body)
+}
+
+/// Applies a successful insert (or an upsert that inserted) to the in-memory model.
+pub(crate) fn inserted<M: Model>(doc: &mut M, id: Bson, now: DateTime) -> Result<M::Id> {
+    let id: M::Id = bson::from_bson(id.clone()).map_err(|e| Error::Decode {
+        collection: M::COLLECTION.to_owned(),
+        id: Some(id),
+        field: "_id".to_owned(),
+        reason: e.to_string(),
+    })?;
+    if doc.id().is_none() {
+        doc.__set_id(id.clone());
+    }
+    if M::VERSION_FIELD.is_some() {
+        doc.__set_version(0);
+    }
+    doc.__touch(true, now);
+    Ok(id)
+}
+
+/// Inserts one document. Created by [`Repo::insert`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Insert<'a, M: Model> {
+    repo: &'a Repo<M>,
+    doc: &'a mut M,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> Insert<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, doc: &'a mut M) -> Self {
+        Insert {
+            session: repo.session_slot(),
+            repo,
+            doc,
+        }
+    }
+
+    async fn run(mut self) -> Result<M::Id> {
+        let repo = self.repo;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeInsert,
+            "insert",
+        )
+        .await?;
+        lifecycle::validate(repo, &mut self.session, self.doc, "insert").await?;
+        let now = DateTime::now();
+        let body = insertable(self.doc, now)?;
+        check_names(M::COLLECTION, "the document", &body)?;
+        let result = {
+            let mut guard = self.session.lock().await;
+            run_in!(guard, repo.docs.insert_one(body))
+        };
+        let result = result.map_err(|e| repo.driver_error(e))?;
+        let id = inserted(self.doc, result.inserted_id, now)?;
+        lifecycle::hook_ref(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::AfterInsert,
+            "insert",
+        )
+        .await?;
+        Ok(id)
+    }
+}
+
+awaitable!(Insert => M::Id);
+session_setter!(Insert);
+
+/// Inserts several documents. Created by [`Repo::insert_many`].
+///
+/// When part of the batch fails (a duplicate key at position k, a document over the server's
+/// size limit), the written documents keep their ids and versions in memory, and the error is
+/// [`Error::PartialWrite`], which lists the written positions and each failed one with its cause.
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct InsertMany<'a, M: Model> {
+    repo: &'a Repo<M>,
+    docs: &'a mut [M],
+    ordered: bool,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> InsertMany<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, docs: &'a mut [M]) -> Self {
+        InsertMany {
+            session: repo.session_slot(),
+            repo,
+            docs,
+            ordered: true,
+        }
+    }
+
+    /// `false` lets the server go on after a failing document (the default stops at the first).
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    async fn run(mut self) -> Result<Vec<M::Id>> {
+        if self.docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let repo = self.repo;
+        for doc in self.docs.iter_mut() {
+            lifecycle::hook_mut(
+                repo,
+                &mut self.session,
+                doc,
+                HookPoint::BeforeInsert,
+                "insert_many",
+            )
+            .await?;
+            lifecycle::validate(repo, &mut self.session, doc, "insert_many").await?;
+        }
+        let limits = repo.db.server_limits().await?;
+        let now = DateTime::now();
+        // Ids are made here rather than by the driver, so that a batch that fails part-way can
+        // still say which documents are stored under which id.
+        let mut ids = Vec::with_capacity(self.docs.len());
+        let mut bodies = Vec::with_capacity(self.docs.len());
+        let mut oversized = Vec::new();
+        for (index, doc) in self.docs.iter().enumerate() {
+            let mut body = insertable(doc, now)?;
+            check_names(M::COLLECTION, "the document", &body)?;
+            let id = match body.get("_id") {
+                Some(id) => id.clone(),
+                None => {
+                    let id = Bson::ObjectId(ObjectId::new());
+                    body.insert("_id", id.clone());
+                    id
+                }
+            };
+            let raw = RawDocumentBuf::from_document(&body).map_err(|e| Error::Encode {
+                collection: M::COLLECTION.to_owned(),
+                what: format!("the document at position {index}"),
+                reason: e.to_string(),
+            })?;
+            if raw.as_bytes().len() > limits.max_bson_object_size {
+                oversized.push(FailedWrite {
+                    index,
+                    error: too_large::<M>(index, raw.as_bytes().len(), &limits),
+                });
+            }
+            ids.push(id);
+            bodies.push(raw);
+        }
+        // An oversized document is never sent: an ordered batch stops before it, an unordered
+        // one goes on without it.
+        let send: Vec<usize> = match (self.ordered, oversized.first()) {
+            (true, Some(first)) => (0..first.index).collect(),
+            _ => (0..bodies.len())
+                .filter(|i| !oversized.iter().any(|f| f.index == *i))
+                .collect(),
+        };
+        let mut failed = oversized;
+        if self.ordered {
+            failed.truncate(1);
+        }
+        let mut sent_failures = Vec::new();
+        if !send.is_empty() {
+            let batch: Vec<RawDocumentBuf> = send.iter().map(|&i| bodies[i].clone()).collect();
+            let mut options = InsertManyOptions::default();
+            options.ordered = Some(self.ordered);
+            let result = {
+                let mut guard = self.session.lock().await;
+                run_in!(guard, repo.raw.insert_many(batch).with_options(options))
+            };
+            if let Err(error) = result {
+                let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+                    // Not a per-document failure (the connection, a closed session): the
+                    // driver does not say how far it got.
+                    return Err(repo.driver_error(error));
+                };
+                let Some(errors) = failure.write_errors.as_ref().filter(|e| !e.is_empty()) else {
+                    // Only a write concern error: every document is written, but the server
+                    // did not confirm what was asked. The models get their ids all the same.
+                    self.written(&ids, &send, now);
+                    return Err(repo.driver_error(error));
+                };
+                sent_failures = errors
+                    .iter()
+                    .filter_map(|e| {
+                        let index = *send.get(e.index)?;
+                        let error =
+                            crate::error::write_error(M::COLLECTION, index, e.code, &e.message);
+                        Some(FailedWrite { index, error })
+                    })
+                    .collect();
+            }
+        }
+        if failed.is_empty() && sent_failures.is_empty() {
+            self.written(&ids, &send, now);
+            for doc in self.docs.iter() {
+                lifecycle::hook_ref(
+                    repo,
+                    &mut self.session,
+                    doc,
+                    HookPoint::AfterInsert,
+                    "insert_many",
+                )
+                .await?;
+            }
+            return self.ids(ids);
+        }
+        Err(self.partial(ids, send, failed, sent_failures, now))
+    }
+
+    /// Gives the written models their ids, versions and timestamps.
+    fn written(&mut self, ids: &[Bson], positions: &[usize], now: DateTime) {
+        for &index in positions {
+            if let (Some(doc), Some(id)) = (self.docs.get_mut(index), ids.get(index)) {
+                // A written document whose id does not decode into the model's id type is
+                // still written; its model keeps no id, and the report has the id.
+                let _ = inserted(doc, id.clone(), now);
+            }
+        }
+    }
+
+    fn ids(&self, ids: Vec<Bson>) -> Result<Vec<M::Id>> {
+        ids.into_iter()
+            .map(|id| {
+                bson::from_bson(id.clone()).map_err(|e| Error::Decode {
+                    collection: M::COLLECTION.to_owned(),
+                    id: Some(id),
+                    field: "_id".to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The report of a batch written in part.
+    fn partial(
+        &mut self,
+        ids: Vec<Bson>,
+        sent: Vec<usize>,
+        mut failed: Vec<FailedWrite>,
+        sent_failures: Vec<FailedWrite>,
+        now: DateTime,
+    ) -> Error {
+        let total = self.docs.len();
+        let first_sent_failure = sent_failures.iter().map(|f| f.index).min();
+        let written: Vec<usize> = sent
+            .iter()
+            .copied()
+            .filter(|i| !sent_failures.iter().any(|f| f.index == *i))
+            // Ordered: the server stops at its first failure.
+            .filter(|i| !self.ordered || first_sent_failure.is_none_or(|first| *i < first))
+            .collect();
+        self.written(&ids, &written, now);
+        failed.extend(sent_failures);
+        failed.sort_by_key(|f| f.index);
+        if self.ordered {
+            failed.truncate(1);
+        }
+        let not_attempted = (0..total)
+            .filter(|i| !written.contains(i) && !failed.iter().any(|f| f.index == *i))
+            .collect();
+        let outcome = BulkOutcome {
+            inserted: written.len() as u64,
+            ids: written.iter().map(|&i| (i, ids[i].clone())).collect(),
+            ..BulkOutcome::default()
+        };
+        Error::PartialWrite(Box::new(PartialWrite {
+            collection: M::COLLECTION.to_owned(),
+            operation: "insert_many",
+            total,
+            written,
+            failed,
+            not_attempted,
+            outcome,
+        }))
+    }
+}
+
+/// The failure of a document over the server's size limit, found before sending it.
+pub(crate) fn too_large<M: Model>(index: usize, size: usize, limits: &ServerLimits) -> Error {
+    Error::WriteFailed {
+        collection: M::COLLECTION.to_owned(),
+        index,
+        code: BSON_OBJECT_TOO_LARGE,
+        message: format!(
+            "the document is {size} bytes, over the server's limit of {} bytes \
+             (maxBsonObjectSize); it was not sent",
+            limits.max_bson_object_size
+        ),
+    }
+}
+
+/// The server's code for a document over `maxBsonObjectSize`.
+const BSON_OBJECT_TOO_LARGE: i32 = 10334;
+
+awaitable!(InsertMany => Vec<M::Id>);
+session_setter!(InsertMany);

@@ -1,0 +1,263 @@
+//! `save` and `replace`: a whole model written over a stored document. For a versioned model
+//! the write happens only at the version the model is based on, and raises it by one.
+
+use std::future::IntoFuture;
+
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::options::ReplaceOptions;
+
+use super::insert::{insertable, inserted};
+use super::update::{UpdateOutcome, insert_only};
+use crate::decode::{check_names, encode};
+use crate::error::Result;
+use crate::hooks::HookPoint;
+use crate::model::Model;
+use crate::query::EncodeProblem;
+use crate::repo::occ::{self, Miss};
+use crate::repo::read::{awaitable, session_setter};
+use crate::repo::{Repo, lifecycle};
+use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
+use futures_util::future::BoxFuture;
+use mongodb::ClientSession;
+
+/// What [`replace_checked`] did.
+struct Replaced {
+    outcome: UpdateOutcome,
+    /// The version the write required.
+    expected: Option<i64>,
+    /// The versioned write, when it happened in a transaction scope (so an abort can tell its
+    /// models apart).
+    write: Option<VersionWrite>,
+}
+
+/// Replaces one document with a model, checking and raising the version of a versioned model.
+/// The in-memory model changes only when the server accepted the write.
+async fn replace_checked<M: Model>(
+    repo: &Repo<M>,
+    guard: &mut SessionGuard<'_>,
+    filter: Document,
+    doc: &mut M,
+    in_transaction: bool,
+) -> Result<Replaced> {
+    let now = DateTime::now();
+    let mut body = encode(M::COLLECTION, &*doc)?;
+    if matches!(body.get("_id"), Some(Bson::Null)) {
+        body.remove("_id");
+    }
+    check_names(M::COLLECTION, "the document", &body)?;
+    let id = body.get("_id").cloned();
+    let (filter, expected) = match (M::VERSION_FIELD, doc.version()) {
+        (Some(field), Some(claimed)) => {
+            let expected = match &id {
+                Some(id) => occ::expected_version(repo, guard, id, claimed, doc).await?,
+                None => claimed,
+            };
+            body.insert(field, expected + 1);
+            (occ::with_version(filter, field, expected), Some(expected))
+        }
+        _ => (filter, None),
+    };
+    if let Some(ts) = M::TIMESTAMPS {
+        body.insert(ts.updated, now);
+    }
+    let recorded = in_transaction.then(|| body.clone());
+    let result = run_in!(guard, repo.docs.replace_one(filter, body));
+    let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
+    let mut write = None;
+    if outcome.matched > 0 {
+        if let Some(expected) = expected {
+            doc.__set_version(expected + 1);
+            if let Some(id) = id {
+                repo.db
+                    .ledger()
+                    .observed(repo.db.name(), M::COLLECTION, &id, expected + 1);
+                write = recorded.map(|body| VersionWrite {
+                    database: repo.db.name().to_owned(),
+                    collection: M::COLLECTION,
+                    id,
+                    before: expected,
+                    after: expected + 1,
+                    body,
+                });
+            }
+        }
+        doc.__touch(false, now);
+    }
+    Ok(Replaced {
+        outcome,
+        expected,
+        write,
+    })
+}
+
+/// Replaces the first match with a model. Created by [`Repo::replace`].
+///
+/// For a versioned model the replacement happens only if the matching document is still at
+/// the model's version; a document that matches the filter at another version is
+/// [`Error::VersionConflict`](crate::Error::VersionConflict). When no document matches the filter at all, the outcome says
+/// `matched: 0` (or, with `.upsert(true)`, the model is inserted as `insert` would store it).
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Replace<'a, M: Model> {
+    repo: &'a Repo<M>,
+    filter: Result<Document, EncodeProblem>,
+    doc: &'a mut M,
+    upsert: bool,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> Replace<'a, M> {
+    pub(crate) fn new(
+        repo: &'a Repo<M>,
+        filter: Result<Document, EncodeProblem>,
+        doc: &'a mut M,
+    ) -> Self {
+        Replace {
+            session: repo.session_slot(),
+            repo,
+            filter,
+            doc,
+            upsert: false,
+        }
+    }
+
+    /// Inserts the model when nothing matches.
+    pub fn upsert(mut self, upsert: bool) -> Self {
+        self.upsert = upsert;
+        self
+    }
+
+    async fn run(mut self) -> Result<UpdateOutcome> {
+        let repo = self.repo;
+        let filter = std::mem::replace(&mut self.filter, Ok(Document::new()));
+        let filter = repo.checked_part(filter, "the filter")?;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeSave,
+            "replace",
+        )
+        .await?;
+        lifecycle::validate(repo, &mut self.session, self.doc, "replace").await?;
+        let in_transaction = self.session.is_shared();
+        let mut outcome = {
+            let mut guard = self.session.lock().await;
+            let replaced =
+                replace_checked(repo, &mut guard, filter.clone(), self.doc, in_transaction).await?;
+            if replaced.outcome.matched == 0 {
+                if let Some(expected) = replaced.expected {
+                    if let Miss::Conflict(error) =
+                        occ::explain_miss(repo, &mut guard, filter.clone(), expected).await?
+                    {
+                        return Err(error);
+                    }
+                }
+            }
+            if let Some(write) = replaced.write {
+                drop(guard);
+                self.session.record(write);
+            }
+            replaced.outcome
+        };
+        if outcome.matched == 0 && self.upsert {
+            outcome = self.insert(filter).await?;
+        }
+        if outcome.matched > 0 || outcome.upserted_id.is_some() {
+            lifecycle::hook_ref(
+                repo,
+                &mut self.session,
+                self.doc,
+                HookPoint::AfterSave,
+                "replace",
+            )
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The insert of an upsert: nothing matched, so the model goes in as a new document.
+    async fn insert(&mut self, filter: Document) -> Result<UpdateOutcome> {
+        let repo = self.repo;
+        let now = DateTime::now();
+        let body = insertable(self.doc, now)?;
+        let mut options = ReplaceOptions::default();
+        options.upsert = Some(true);
+        let result = {
+            let mut guard = self.session.lock().await;
+            run_in!(
+                guard,
+                repo.docs
+                    .replace_one(insert_only(filter), body)
+                    .with_options(options)
+            )
+        };
+        let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
+        if let Some(id) = &outcome.upserted_id {
+            inserted(self.doc, id.clone(), now)?;
+        }
+        Ok(outcome)
+    }
+}
+
+awaitable!(Replace => UpdateOutcome);
+session_setter!(Replace);
+
+/// Writes a loaded model back. Created by [`Repo::save`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Save<'a, M: Model> {
+    repo: &'a Repo<M>,
+    doc: &'a mut M,
+    session: SessionSlot<'a>,
+}
+
+impl<'a, M: Model> Save<'a, M> {
+    pub(crate) fn new(repo: &'a Repo<M>, doc: &'a mut M) -> Self {
+        Save {
+            session: repo.session_slot(),
+            repo,
+            doc,
+        }
+    }
+
+    async fn run(mut self) -> Result<()> {
+        let repo = self.repo;
+        let id = repo.id_bson(self.doc, "save")?;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::BeforeSave,
+            "save",
+        )
+        .await?;
+        lifecycle::validate(repo, &mut self.session, self.doc, "save").await?;
+        let in_transaction = self.session.is_shared();
+        let write = {
+            let mut guard = self.session.lock().await;
+            let filter = doc! { "_id": id.clone() };
+            let replaced =
+                replace_checked(repo, &mut guard, filter, self.doc, in_transaction).await?;
+            if replaced.outcome.matched == 0 {
+                return Err(
+                    occ::missing_or_conflict(repo, &mut guard, id, replaced.expected).await,
+                );
+            }
+            replaced.write
+        };
+        if let Some(write) = write {
+            self.session.record(write);
+        }
+        lifecycle::hook_ref(
+            repo,
+            &mut self.session,
+            self.doc,
+            HookPoint::AfterSave,
+            "save",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+awaitable!(Save => ());
+session_setter!(Save);

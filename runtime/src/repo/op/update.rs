@@ -1,0 +1,484 @@
+//! `update_one`, `update_many` and `find_one_and_update`: one core for the three.
+//!
+//! Every update raises the version of a versioned model by one and sets the `updated`
+//! timestamp. An upsert that inserts stores what `insert` would: version 0 and both
+//! timestamps. For a versioned model that takes two steps, because one update cannot both
+//! `$inc` the version of a found document and `$setOnInsert` it on a new one: first the update
+//! without upsert, then, when nothing matched, an upsert whose filter matches no document, so
+//! it can only insert.
+
+use std::future::IntoFuture;
+
+use futures_util::future::BoxFuture;
+use mongodb::ClientSession;
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::options::{FindOneAndUpdateOptions, ReturnDocument, UpdateOptions};
+
+use crate::decode::{check_names, decode_document};
+use crate::error::{Error, Result};
+use crate::hooks::HookPoint;
+use crate::model::Model;
+use crate::query::{EncodeProblem, Sort};
+use crate::repo::occ::{self, Miss};
+use crate::repo::{Repo, lifecycle};
+use crate::session::{SessionSlot, run_in};
+
+/// What an update or replacement did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateOutcome {
+    /// Documents that matched the filter.
+    pub matched: u64,
+    /// Documents actually changed.
+    pub modified: u64,
+    /// The `_id` of a document inserted by an upsert.
+    pub upserted_id: Option<Bson>,
+}
+
+impl From<mongodb::results::UpdateResult> for UpdateOutcome {
+    fn from(result: mongodb::results::UpdateResult) -> Self {
+        UpdateOutcome {
+            matched: result.matched_count,
+            modified: result.modified_count,
+            upserted_id: result.upserted_id,
+        }
+    }
+}
+
+/// Adds the version increment and the `updated` timestamp to an update document.
+pub(crate) fn bookkept<M: Model>(mut update: Document, now: DateTime) -> Document {
+    if let Some(version) = M::VERSION_FIELD {
+        add_operator(&mut update, "$inc", version, Bson::Int64(1));
+    }
+    if let Some(ts) = M::TIMESTAMPS {
+        add_operator(&mut update, "$set", ts.updated, Bson::DateTime(now));
+    }
+    update
+}
+
+/// The update of an upsert's insert: the caller's operators, the `updated` timestamp, and
+/// version 0 and the `created` timestamp on insert only.
+pub(crate) fn for_insert<M: Model>(mut update: Document, now: DateTime) -> Document {
+    if let Some(ts) = M::TIMESTAMPS {
+        add_operator(&mut update, "$set", ts.updated, Bson::DateTime(now));
+        add_operator(&mut update, "$setOnInsert", ts.created, Bson::DateTime(now));
+    }
+    if let Some(version) = M::VERSION_FIELD {
+        add_operator(&mut update, "$setOnInsert", version, Bson::Int64(0));
+    }
+    update
+}
+
+/// A filter that no stored document matches (every document has an `_id`), but whose equality
+/// conditions still seed the document an upsert inserts.
+pub(crate) fn insert_only(filter: Document) -> Document {
+    doc! { "$and": [filter, { "_id": { "$exists": false } }] }
+}
+
+/// Sets `path` under `op` unless the update already writes that path with any operator: a
+/// caller who sets the field explicitly keeps their value (and the server refuses two
+/// operators on one path).
+fn add_operator(update: &mut Document, op: &str, path: &str, value: Bson) {
+    let written = update
+        .values()
+        .any(|fields| matches!(fields, Bson::Document(fields) if fields.contains_key(path)));
+    if written {
+        return;
+    }
+    match update.get_mut(op) {
+        Some(Bson::Document(fields)) => {
+            fields.insert(path, value);
+        }
+        _ => {
+            update.insert(op, doc! { path: value });
+        }
+    }
+}
+
+/// How often a versioned upsert goes back to its update step after its insert step met a
+/// document inserted meanwhile (a duplicate `_id` or unique key).
+const UPSERT_ROUNDS: usize = 3;
+
+/// What the three operations share: the filter, the update, the expected version, upsert.
+struct Core<'a, M: Model> {
+    repo: &'a Repo<M>,
+    filter: Result<Document, EncodeProblem>,
+    update: Result<Document, EncodeProblem>,
+    expected_version: Option<i64>,
+    upsert: bool,
+    session: SessionSlot<'a>,
+}
+
+/// The documents of an update, ready to send.
+struct Prepared {
+    /// The caller's filter (after `before_update`), without the version condition.
+    filter: Document,
+    /// The filter sent: with the version condition when one is expected.
+    checked: Document,
+    /// The update sent to a found document.
+    update: Document,
+    /// The update of the insert step of an upsert.
+    insert: Document,
+}
+
+impl<'a, M: Model> Core<'a, M> {
+    fn new(
+        repo: &'a Repo<M>,
+        filter: Result<Document, EncodeProblem>,
+        update: Result<Document, EncodeProblem>,
+    ) -> Self {
+        Core {
+            session: repo.session_slot(),
+            repo,
+            filter,
+            update,
+            expected_version: None,
+            upsert: false,
+        }
+    }
+
+    async fn prepare(&mut self, operation: &'static str) -> Result<Prepared> {
+        let repo = self.repo;
+        let placeholder = || {
+            Err(EncodeProblem {
+                what: "the filter".to_owned(),
+                reason: "already used".to_owned(),
+            })
+        };
+        let mut filter = repo.checked_part(
+            std::mem::replace(&mut self.filter, placeholder()),
+            "the filter",
+        )?;
+        let mut update = repo.checked_part(
+            std::mem::replace(&mut self.update, placeholder()),
+            "the update",
+        )?;
+        lifecycle::before_update(repo, &mut self.session, &mut filter, &mut update, operation)
+            .await?;
+        let now = DateTime::now();
+        let checked = match (M::VERSION_FIELD, self.expected_version) {
+            (Some(field), Some(expected)) => occ::with_version(filter.clone(), field, expected),
+            _ => filter.clone(),
+        };
+        let mut found = bookkept::<M>(update.clone(), now);
+        if self.upsert && M::VERSION_FIELD.is_none() {
+            // One step: `$setOnInsert` of the creation time does not collide with anything.
+            found = for_insert::<M>(found, now);
+        }
+        Ok(Prepared {
+            filter,
+            checked,
+            update: found,
+            insert: for_insert::<M>(update, now),
+        })
+    }
+
+    /// One step does it unless the model is versioned and the caller asked for an upsert.
+    fn upsert_in_one_step(&self) -> bool {
+        self.upsert && M::VERSION_FIELD.is_none()
+    }
+
+    /// After a checked update matched nothing: a document matching the filter at another
+    /// version is a conflict.
+    async fn conflict(&mut self, filter: &Document) -> Result<()> {
+        let Some(expected) = self.expected_version else {
+            return Ok(());
+        };
+        let mut guard = self.session.lock().await;
+        match occ::explain_miss(self.repo, &mut guard, filter.clone(), expected).await? {
+            Miss::Conflict(error) => Err(error),
+            Miss::NoMatch => Ok(()),
+        }
+    }
+
+    async fn update(mut self, many: bool) -> Result<UpdateOutcome> {
+        let repo = self.repo;
+        let operation = if many { "update_many" } else { "update_one" };
+        let prepared = self.prepare(operation).await?;
+        let mut rounds = 0;
+        let outcome = loop {
+            rounds += 1;
+            let mut options = UpdateOptions::default();
+            options.upsert = Some(self.upsert_in_one_step());
+            let result = {
+                let mut guard = self.session.lock().await;
+                let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
+                if many {
+                    run_in!(
+                        guard,
+                        repo.docs.update_many(filter, update).with_options(options)
+                    )
+                } else {
+                    run_in!(
+                        guard,
+                        repo.docs.update_one(filter, update).with_options(options)
+                    )
+                }
+            };
+            let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
+            if outcome.matched > 0 || outcome.upserted_id.is_some() {
+                break outcome;
+            }
+            self.conflict(&prepared.filter).await?;
+            if !self.upsert || self.upsert_in_one_step() {
+                break outcome;
+            }
+            let mut options = UpdateOptions::default();
+            options.upsert = Some(true);
+            let inserted = {
+                let mut guard = self.session.lock().await;
+                let (filter, update) = (
+                    insert_only(prepared.filter.clone()),
+                    prepared.insert.clone(),
+                );
+                run_in!(
+                    guard,
+                    repo.docs.update_one(filter, update).with_options(options)
+                )
+            };
+            match inserted.map_err(|e| repo.driver_error(e)) {
+                Ok(result) => break UpdateOutcome::from(result),
+                Err(Error::DuplicateKey { .. }) if rounds < UPSERT_ROUNDS => continue,
+                Err(error) => return Err(error),
+            }
+        };
+        lifecycle::after_update(repo, &mut self.session, operation).await?;
+        Ok(outcome)
+    }
+}
+
+macro_rules! update_builder {
+    ($(#[$doc:meta])* $op:ident, $many:expr) => {
+        $(#[$doc])*
+        #[must_use = "an operation does nothing until it is awaited"]
+        pub struct $op<'a, M: Model> {
+            core: Core<'a, M>,
+        }
+
+        impl<'a, M: Model> $op<'a, M> {
+            pub(crate) fn new(
+                repo: &'a Repo<M>,
+                filter: Result<Document, EncodeProblem>,
+                update: Result<Document, EncodeProblem>,
+            ) -> Self {
+                $op { core: Core::new(repo, filter, update) }
+            }
+
+            /// Applies the update only to documents still at `version` (a document stored
+            /// without the version field is at version 0); when the filter matches a document
+            /// at another version the result is [`Error::VersionConflict`].
+            pub fn expect_version(mut self, version: i64) -> Self {
+                self.core.expected_version = Some(version);
+                self
+            }
+
+            /// Inserts a document built from the filter's equality conditions and the update
+            /// when nothing matches. It is stored as `insert` would store it: version 0 and
+            /// both timestamps.
+            pub fn upsert(mut self, upsert: bool) -> Self {
+                self.core.upsert = upsert;
+                self
+            }
+
+            /// Runs the operation in `session` (for example inside a transaction you manage).
+            pub fn session(mut self, session: &'a mut ClientSession) -> Self {
+                self.core.session = SessionSlot::Borrowed(session);
+                self
+            }
+        }
+
+        impl<'a, M: Model> IntoFuture for $op<'a, M> {
+            type Output = Result<UpdateOutcome>;
+            type IntoFuture = BoxFuture<'a, Result<UpdateOutcome>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.core.update($many))
+            }
+        }
+    };
+}
+
+// The two builders differ only in their name and target; a macro keeps their option setters
+// (and their docs) from being written twice.
+update_builder!(
+    /// Updates the first match. Created by [`Repo::update_one`].
+    UpdateOne,
+    false
+);
+update_builder!(
+    /// Updates every match. Created by [`Repo::update_many`].
+    UpdateMany,
+    true
+);
+
+/// Updates the first match and returns it. Created by [`Repo::find_one_and_update`].
+///
+/// If the returned document does not decode into the model, the error is [`Error::Decode`]
+/// and its reason says that the update **was applied**: do not retry it.
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct FindOneAndUpdate<'a, M: Model> {
+    core: Core<'a, M>,
+    options: FindOneAndUpdateOptions,
+}
+
+impl<'a, M: Model> FindOneAndUpdate<'a, M> {
+    pub(crate) fn new(
+        repo: &'a Repo<M>,
+        filter: Result<Document, EncodeProblem>,
+        update: Result<Document, EncodeProblem>,
+    ) -> Self {
+        FindOneAndUpdate {
+            core: Core::new(repo, filter, update),
+            options: FindOneAndUpdateOptions::default(),
+        }
+    }
+
+    /// Applies the update only when the document is still at `version`; when the filter
+    /// matches it at another version the result is [`Error::VersionConflict`].
+    pub fn expect_version(mut self, version: i64) -> Self {
+        self.core.expected_version = Some(version);
+        self
+    }
+
+    /// Returns the document as it is after the update (the default is before).
+    pub fn return_after(mut self) -> Self {
+        self.options.return_document = Some(ReturnDocument::After);
+        self
+    }
+
+    /// Inserts a document when nothing matches, stored as `insert` would store it (version 0,
+    /// both timestamps).
+    pub fn upsert(mut self, upsert: bool) -> Self {
+        self.core.upsert = upsert;
+        self
+    }
+
+    /// Which document is updated when several match.
+    pub fn sort(mut self, sort: Sort<M>) -> Self {
+        self.options.sort = Some(sort.into_document());
+        self
+    }
+
+    /// Runs the operation in `session` (for example inside a transaction you manage).
+    pub fn session(mut self, session: &'a mut ClientSession) -> Self {
+        self.core.session = SessionSlot::Borrowed(session);
+        self
+    }
+
+    async fn run(mut self) -> Result<Option<M>> {
+        let operation = "find_one_and_update";
+        let repo = self.core.repo;
+        let prepared = self.core.prepare(operation).await?;
+        if let Some(sort) = &self.options.sort {
+            check_names(M::COLLECTION, "the sort", sort)?;
+        }
+        let mut rounds = 0;
+        let found = loop {
+            rounds += 1;
+            let one_step = self.core.upsert_in_one_step();
+            let mut options = self.options.clone();
+            options.upsert = Some(one_step);
+            let found = {
+                let mut guard = self.core.session.lock().await;
+                let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
+                run_in!(
+                    guard,
+                    repo.docs
+                        .find_one_and_update(filter, update)
+                        .with_options(options)
+                )
+            };
+            let found = found.map_err(|e| repo.driver_error(e))?;
+            let inserted = one_step
+                && found.is_none()
+                && !matches!(self.options.return_document, Some(ReturnDocument::After));
+            if found.is_some() || inserted {
+                break found;
+            }
+            self.core.conflict(&prepared.filter).await?;
+            if !self.core.upsert || self.core.upsert_in_one_step() {
+                break None;
+            }
+            let mut options = self.options.clone();
+            options.upsert = Some(true);
+            let inserted = {
+                let mut guard = self.core.session.lock().await;
+                let (filter, update) = (
+                    insert_only(prepared.filter.clone()),
+                    prepared.insert.clone(),
+                );
+                run_in!(
+                    guard,
+                    repo.docs
+                        .find_one_and_update(filter, update)
+                        .with_options(options)
+                )
+            };
+            match inserted.map_err(|e| repo.driver_error(e)) {
+                Ok(found) => break found,
+                Err(Error::DuplicateKey { .. }) if rounds < UPSERT_ROUNDS => continue,
+                Err(error) => return Err(error),
+            }
+        };
+        lifecycle::after_update(repo, &mut self.core.session, operation).await?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let mut doc: M = decode_document(M::COLLECTION, found).map_err(applied_anyway)?;
+        lifecycle::hook_mut(
+            repo,
+            &mut self.core.session,
+            &mut doc,
+            HookPoint::AfterLoad,
+            operation,
+        )
+        .await?;
+        Ok(Some(doc))
+    }
+}
+
+/// A document returned by a write that does not decode: the write happened all the same.
+fn applied_anyway(error: Error) -> Error {
+    match error {
+        Error::Decode {
+            collection,
+            id,
+            field,
+            reason,
+        } => Error::Decode {
+            collection,
+            id,
+            field,
+            reason: format!(
+                "{reason} (the update WAS applied; only the returned document could not be \
+                 decoded, so do not retry the update)"
+            ),
+        },
+        other => other,
+    }
+}
+
+impl<'a, M: Model> IntoFuture for FindOneAndUpdate<'a, M> {
+    type Output = Result<Option<M>>;
+    type IntoFuture = BoxFuture<'a, Result<Option<M>>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookkeeping_keeps_an_explicit_value() {
+        let mut update = doc! { "$inc": { "version": 5 } };
+        add_operator(&mut update, "$inc", "version", Bson::Int64(1));
+        add_operator(&mut update, "$set", "updated_at", Bson::Int32(1));
+        add_operator(&mut update, "$setOnInsert", "version", Bson::Int64(0));
+        assert_eq!(
+            update,
+            doc! { "$inc": { "version": 5 }, "$set": { "updated_at": 1 } }
+        );
+    }
+}
