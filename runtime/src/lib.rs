@@ -77,11 +77,11 @@ pub use coordinate::{NodeRef, Saga, Store, TxTree};
 pub use db::Db;
 pub use error::{Error, FieldFailure, Result};
 pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
-pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields};
+pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned};
 pub use mongodb;
 pub use mongodb::bson;
 pub use mongrove_macros::Model;
-pub use query::{Field, Filter, IdField, Nested, Sort, Update};
+pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkOutcome, BulkWrite, Count, Delete, DeleteMany, Exists, Find,
     FindOne, FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save,
@@ -100,9 +100,9 @@ pub mod __private {
         run_before_update, run_hook, run_hook_ref, run_validate,
     };
     pub use crate::model::{
-        Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, version_to_i64,
+        Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
-    pub use crate::query::{Field, IdField, Nested, join_path};
+    pub use crate::query::{Field, IdField, Nested, VersionField, join_path};
     pub use crate::validate::{
         check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,
     };

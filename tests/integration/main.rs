@@ -5,6 +5,7 @@ mod common;
 mod consumers;
 mod coordinate;
 mod hooks;
+mod hostile_values;
 mod indexes;
 mod live_orders;
 mod quickstart;

@@ -14,7 +14,7 @@ use super::read::{awaitable, session_setter};
 use crate::decode::encode;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::query::{Filter, Update};
+use crate::query::{Filter, IntoFilter, Update};
 use crate::session::{SessionSlot, run_in};
 
 /// One write of a [`Repo::bulk_write`] batch.
@@ -286,7 +286,7 @@ session_setter!(BulkWrite);
 
 impl<M> WriteOp<M> {
     /// `UpdateOne` without upsert.
-    pub fn update_one(filter: impl Into<Filter<M>>, update: Update<M>) -> Self {
+    pub fn update_one(filter: impl IntoFilter<M>, update: Update<M>) -> Self {
         WriteOp::UpdateOne {
             filter: filter.into(),
             update,
@@ -295,7 +295,7 @@ impl<M> WriteOp<M> {
     }
 
     /// `UpdateMany`.
-    pub fn update_many(filter: impl Into<Filter<M>>, update: Update<M>) -> Self {
+    pub fn update_many(filter: impl IntoFilter<M>, update: Update<M>) -> Self {
         WriteOp::UpdateMany {
             filter: filter.into(),
             update,
@@ -303,7 +303,7 @@ impl<M> WriteOp<M> {
     }
 
     /// `DeleteOne`.
-    pub fn delete_one(filter: impl Into<Filter<M>>) -> Self {
+    pub fn delete_one(filter: impl IntoFilter<M>) -> Self {
         WriteOp::DeleteOne(filter.into())
     }
 }

@@ -261,7 +261,10 @@ macro_rules! update_op {
             /// Applies the update only to documents still at `version` (for versioned models);
             /// when the filter matches a document at another version the result is
             /// [`Error::VersionConflict`].
-            pub fn expect_version(mut self, version: i64) -> Self {
+            pub fn expect_version(mut self, version: i64) -> Self
+            where
+                M: crate::model::Versioned,
+            {
                 self.expected_version = Some(version);
                 self
             }
@@ -348,7 +351,10 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
 
     /// Applies the update only when the document is still at `version`; when the filter
     /// matches it at another version the result is [`Error::VersionConflict`].
-    pub fn expect_version(mut self, version: i64) -> Self {
+    pub fn expect_version(mut self, version: i64) -> Self
+    where
+        M: crate::model::Versioned,
+    {
         self.expected_version = Some(version);
         self
     }
