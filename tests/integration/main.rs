@@ -4,6 +4,7 @@
 mod common;
 mod consumers;
 mod coordinate;
+mod embedded_validation;
 mod hooks;
 mod hostile_values;
 mod indexes;
