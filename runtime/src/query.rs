@@ -100,7 +100,7 @@ pub trait UpdatableVersion: sealed::Sealed {}
 #[diagnostic::on_unimplemented(
     message = "a `#[model(nested)]` path has no operators of its own",
     label = "this path leads into an embedded `{Self}`",
-    note = "to compare or set the whole value, go through `.field()`: `fields().address.field().eq(..)`; to test one of its fields, use that sub-path: `fields().address.city.eq(..)`"
+    note = "to compare or set the whole value, go through `.field()`, as in `Order::fields().address.field().eq(..)`; to test one of its fields, use that sub-path, as in `Order::fields().address.city.eq(..)`"
 )]
 pub trait WholeNested: sealed::Sealed {}
 
