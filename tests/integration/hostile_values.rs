@@ -240,3 +240,23 @@ async fn typed_updates_store_and_remove_hostile_values_literally() {
         assert_eq!(lengths, [3, 1, 2 - literal], "pullAll {value}");
     }
 }
+
+#[tokio::test]
+async fn an_operator_shaped_value_is_only_a_value() {
+    let db = common::db().await;
+    let notes = db.repo::<Note>();
+    seed(&notes).await;
+    // ANCHOR: literal
+    let f = Note::fields();
+    // `{"$ne": 1}` is a value here, not an operator: the filter sent is
+    // `{"extra": {"$eq": {"$ne": 1}}}`, which matches only documents storing exactly that.
+    let filter = f.extra.eq(json!({ "$ne": 1 }));
+    assert_eq!(
+        filter.document(),
+        &doc! { "extra": { "$eq": { "$ne": 1_i64 } } }
+    );
+    let deleted = notes.delete_many(filter).await.unwrap();
+    assert_eq!(deleted, 1);
+    // ANCHOR_END: literal
+    assert_eq!(notes.count(Filter::all()).await.unwrap(), 2);
+}

@@ -13,6 +13,7 @@ mod quickstart;
 mod repo;
 mod testkit;
 mod transactions;
+mod typed_paths;
 mod versioning;
 mod watch;
 mod watch_runner;
