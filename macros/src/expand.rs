@@ -53,8 +53,13 @@ fn embedded_type(ty: &Type) -> &Type {
         .unwrap_or(ty)
 }
 
-/// One field of the generated paths struct: its declaration and its initialiser.
-fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenStream)> {
+/// One field of the generated paths struct: its declaration and its initialiser. The version
+/// field gets a path without update operators: the repository owns its value.
+fn path_member(
+    field: &Field,
+    root: &TokenStream,
+    version: Option<&Field>,
+) -> Option<(TokenStream, TokenStream)> {
     if !field.has_path() {
         return None;
     }
@@ -90,6 +95,11 @@ fn path_member(field: &Field, root: &TokenStream) -> Option<(TokenStream, TokenS
             quote!(#[doc = #doc] pub #ident: ::mongrove::__private::IdField<#root, #id_ty>),
             quote!(#ident: __m::IdField::__new(#path)),
         ))
+    } else if version.is_some_and(|v| std::ptr::eq(v, field)) {
+        Some((
+            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::VersionField<#root, #ty>),
+            quote!(#ident: __m::VersionField::__new(#path)),
+        ))
     } else {
         Some((
             quote!(#[doc = #doc] pub #ident: ::mongrove::__private::Field<#root, #ty>),
@@ -121,10 +131,15 @@ fn expand_model(model: &Container) -> TokenStream {
     let fields_ident = format_ident!("{}Fields", ident);
     let literal_ident = literal_ident(model, &fields_ident);
     let root = quote!(#ident);
+    let version_field = model
+        .attrs
+        .version
+        .as_ref()
+        .and_then(|lit| model.fields.iter().find(|f| f.rust_name() == lit.value()));
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
         .iter()
-        .filter_map(|f| path_member(f, &root))
+        .filter_map(|f| path_member(f, &root, version_field))
         .unzip();
     let fields_doc = format!(
         "Typed field paths of [`{ident}`], from [`{ident}::fields()`]: build filters, updates and sorts \
@@ -164,11 +179,7 @@ fn expand_model(model: &Container) -> TokenStream {
         ),
     };
 
-    let version_field = model
-        .attrs
-        .version
-        .as_ref()
-        .and_then(|lit| model.fields.iter().find(|f| f.rust_name() == lit.value()));
+    let versioned = version_field.map(|_| quote!(impl __m::Versioned for #ident {}));
     let (version_const, version_get, version_set) = match version_field {
         Some(field) => {
             let member = field.ident;
@@ -319,7 +330,17 @@ fn expand_model(model: &Container) -> TokenStream {
     } else {
         TokenStream::new()
     };
-    let field_failures = expand_rules(model);
+    let field_failures = expand_rules(model).map(|checks| {
+        quote! {
+            fn __field_failures(&self) -> ::std::vec::Vec<__m::FieldFailure> {
+                let prefix = "";
+                let mut list = ::std::vec::Vec::new();
+                let failures = &mut list;
+                #checks
+                list
+            }
+        }
+    });
 
     quote! {
         #[doc = #fields_doc]
@@ -381,17 +402,26 @@ fn expand_model(model: &Container) -> TokenStream {
                     __m::Derived
                 }
             }
+
+            #versioned
         };
     }
 }
 
-/// `__field_failures`: one check per declarative rule, all run so every failure is reported.
-fn expand_rules(model: &Container) -> TokenStream {
+/// The checks of the declarative rules (`#[model(validate(...))]`), each run so every failure is
+/// reported, then those of the embedded structs held by `#[model(nested)]` fields. The code runs
+/// with `prefix: &str` (the stored path of the value, `""` for a model) and
+/// `failures: &mut Vec<FieldFailure>` in scope. `None` when there is nothing to check.
+///
+/// Failures are reported by stored path, in MongoDB's dotted form: `address.postCode`, and for
+/// an element of a `Vec`, `lines.2.qty`.
+fn expand_rules(model: &Container) -> Option<TokenStream> {
     use crate::attr::Rule;
     let mut checks = Vec::new();
     for field in model.fields.iter().filter(|f| !f.attrs.skip) {
         let member = field.ident;
         let stored = &field.stored;
+        let field_path = quote!(&__m::join_path(prefix, #stored));
         for rule in &field.attrs.rules {
             let opt = |v: Option<TokenStream>| match v {
                 Some(v) => quote!(::std::option::Option::Some(#v)),
@@ -400,39 +430,70 @@ fn expand_rules(model: &Container) -> TokenStream {
             checks.push(match rule {
                 Rule::Range { min, max, .. } => {
                     let (min, max) = (opt(min.map(|v| quote!(#v))), opt(max.map(|v| quote!(#v))));
-                    quote!(__m::check_range(&mut failures, #stored, &self.#member, #min, #max);)
+                    quote!(__m::check_range(failures, #field_path, &self.#member, #min, #max);)
                 }
                 Rule::Length { min, max, .. } => {
                     let (min, max) = (opt(min.map(|v| quote!(#v))), opt(max.map(|v| quote!(#v))));
-                    quote!(__m::check_length(&mut failures, #stored, &self.#member, #min, #max);)
+                    quote!(__m::check_length(failures, #field_path, &self.#member, #min, #max);)
                 }
                 Rule::NonEmpty => {
-                    quote!(__m::check_non_empty(&mut failures, #stored, &self.#member);)
+                    quote!(__m::check_non_empty(failures, #field_path, &self.#member);)
                 }
                 Rule::Pattern(lit) => quote! {
                     static PATTERN: ::std::sync::OnceLock<::std::option::Option<__m::Regex>> =
                         ::std::sync::OnceLock::new();
                     if let ::std::option::Option::Some(regex) = __m::compiled(&PATTERN, #lit) {
-                        __m::check_pattern(&mut failures, #stored, &self.#member, regex);
+                        __m::check_pattern(failures, #field_path, &self.#member, regex);
                     }
                 },
                 Rule::Custom(path) => {
                     let name = quote!(#path).to_string().replace(' ', "");
-                    quote!(__m::check_custom(&mut failures, #stored, &self.#member, #name, #path);)
+                    quote!(__m::check_custom(failures, #field_path, &self.#member, #name, #path);)
                 }
             });
         }
+        if field.attrs.nested.is_some() && field.has_path() {
+            checks.push(nested_rules(field));
+        }
     }
     if checks.is_empty() {
-        return TokenStream::new();
+        return None;
     }
     let checks = checks.into_iter().map(|check| quote!({ #check }));
-    quote! {
-        fn __field_failures(&self) -> ::std::vec::Vec<__m::FieldFailure> {
-            let mut failures = ::std::vec::Vec::new();
-            #(#checks)*
-            failures
+    Some(quote!(#(#checks)*))
+}
+
+/// Runs the rules of the embedded struct in a `#[model(nested)]` field, which holds a `T`, an
+/// `Option<T>` (checked when `Some`) or a `Vec<T>` (every element, at `path.<index>`).
+fn nested_rules(field: &Field) -> TokenStream {
+    let member = field.ident;
+    let stored = &field.stored;
+    let inner = embedded_type(field.ty);
+    let path = if field.attrs.flatten {
+        quote!(::std::borrow::Cow::<str>::Borrowed(prefix))
+    } else {
+        quote!(__m::join_path(prefix, #stored))
+    };
+    // Spanned at the embedded type, where a type that is not `#[model(embedded)]` is reported.
+    let check = quote_spanned!(inner.span()=> <#inner as __m::Embedded>::__field_failures_at);
+    let walk = if option_inner(field.ty).is_some() {
+        quote! {
+            if let ::std::option::Option::Some(value) = &self.#member {
+                #check(value, &path, failures);
+            }
         }
+    } else if generic_inner(field.ty, "Vec").is_some() {
+        quote! {
+            for (index, value) in self.#member.iter().enumerate() {
+                #check(value, &::std::format!("{path}.{index}"), failures);
+            }
+        }
+    } else {
+        quote!(#check(&self.#member, &path, failures);)
+    };
+    quote! {
+        let path = #path;
+        #walk
     }
 }
 
@@ -445,8 +506,19 @@ fn expand_embedded(model: &Container) -> TokenStream {
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
         .iter()
-        .filter_map(|f| path_member(f, &root))
+        .filter_map(|f| path_member(f, &root, None))
         .unzip();
+    let field_failures = expand_rules(model).map(|checks| {
+        quote! {
+            fn __field_failures_at(
+                &self,
+                prefix: &str,
+                failures: &mut ::std::vec::Vec<__m::FieldFailure>,
+            ) {
+                #checks
+            }
+        }
+    });
     let doc = format!(
         "Typed field paths inside an embedded [`{ident}`], reached from the paths of the model that stores it."
     );
@@ -466,6 +538,8 @@ fn expand_embedded(model: &Container) -> TokenStream {
                 fn __fields_at<M>(prefix: &str) -> #fields_ident<M> {
                     #literal_ident { #(#inits,)* __root: ::std::marker::PhantomData }
                 }
+
+                #field_failures
             }
         };
     }

@@ -46,7 +46,8 @@
 //! On a field: `#[model(id)]` (the field stored as `_id`; a field renamed to `_id` is the id
 //! without it), `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
 //! `Vec` of one) and `#[model(validate(...))]` (`range(min, max)`, `length(min, max)`,
-//! `pattern = "regex"`, `non_empty`, `custom = path`, checked before insert and save). serde's
+//! `pattern = "regex"`, `non_empty`, `custom = path`, checked before insert, save and replace,
+//! on embedded structs' fields too, reported by stored path such as `lines.1.qty`). serde's
 //! `rename`, `rename_all`, `skip` and `flatten` decide the stored names.
 
 #![forbid(unsafe_code)]
@@ -77,11 +78,11 @@ pub use coordinate::{NodeRef, Saga, Store, TxTree};
 pub use db::Db;
 pub use error::{BulkOutcome, Error, FailedWrite, FieldFailure, PartialWrite, Result};
 pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
-pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields};
+pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned};
 pub use mongodb;
 pub use mongodb::bson;
 pub use mongrove_macros::Model;
-pub use query::{Field, Filter, IdField, Nested, Sort, Update};
+pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
     FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save, SyncIndexes,
@@ -100,9 +101,9 @@ pub mod __private {
         run_before_update, run_hook, run_hook_ref, run_validate,
     };
     pub use crate::model::{
-        Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, version_to_i64,
+        Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
-    pub use crate::query::{Field, IdField, Nested, join_path};
+    pub use crate::query::{Field, IdField, Nested, VersionField, join_path};
     pub use crate::validate::{
         check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,
     };

@@ -111,7 +111,22 @@ pub trait Embedded: Serialize + DeserializeOwned {
     type Fields<M>;
     #[doc(hidden)]
     fn __fields_at<M>(prefix: &str) -> Self::Fields<M>;
+    /// The failures of the declarative field rules of a value stored at `prefix`
+    /// (`address`, `lines.2`), reported with their full stored path (`address.zip`).
+    #[doc(hidden)]
+    fn __field_failures_at(&self, prefix: &str, failures: &mut Vec<FieldFailure>) {
+        let _ = (prefix, failures);
+    }
 }
+
+/// A model with a version field (`#[model(version = "...")]`): the operations that check or
+/// order by versions need one. Implemented by `#[derive(Model)]` only.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no version field, and this operation works with document versions",
+    label = "needs a model with `#[model(version = \"...\")]`",
+    note = "add an integer field such as `version: i64` to `{Self}` and name it on the struct: `#[model(version = \"version\")]`"
+)]
+pub trait Versioned: Model {}
 
 /// Marks implementations that come from the derive.
 #[doc(hidden)]

@@ -108,7 +108,13 @@ impl Hooks for Note {
     }
 
     async fn before_update(ctx: &mut HookContext<'_>, spec: UpdateSpec<'_>) -> HookResult {
-        let title = spec.filter.get_str("title").unwrap_or("").to_owned();
+        // Typed filters compare literally: `{"title": {"$eq": "..."}}`.
+        let title = spec
+            .filter
+            .get_document("title")
+            .and_then(|title| title.get_str("$eq"))
+            .unwrap_or("")
+            .to_owned();
         record(&title, "before_update");
         record(&title, ctx.operation());
         Ok(())

@@ -4,7 +4,9 @@
 mod common;
 mod consumers;
 mod coordinate;
+mod embedded_validation;
 mod hooks;
+mod hostile_values;
 mod indexes;
 mod integrity;
 mod live_orders;
@@ -12,6 +14,7 @@ mod quickstart;
 mod repo;
 mod testkit;
 mod transactions;
+mod typed_paths;
 mod versioning;
 mod watch;
 mod watch_runner;

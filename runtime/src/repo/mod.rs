@@ -30,7 +30,7 @@ pub use versioned::{Applied, ApplyIfCurrent, Modify};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::query::{EncodeProblem, Filter, Update};
+use crate::query::{EncodeProblem, IntoFilter, Update};
 use crate::session::{SessionSlot, SharedSession};
 
 /// The typed repository of model `M`, from [`Db::repo`].
@@ -109,36 +109,32 @@ impl<M: Model> Repo<M> {
     }
 
     /// The first document matching `filter`.
-    pub fn find_one(&self, filter: impl Into<Filter<M>>) -> FindOne<'_, M> {
+    pub fn find_one(&self, filter: impl IntoFilter<M>) -> FindOne<'_, M> {
         FindOne::new(self, filter.into().into_parts())
     }
 
     /// Every document matching `filter`; await it for a `Vec`, or call `.stream()`.
-    pub fn find(&self, filter: impl Into<Filter<M>>) -> Find<'_, M> {
+    pub fn find(&self, filter: impl IntoFilter<M>) -> Find<'_, M> {
         Find::new(self, filter.into().into_parts())
     }
 
     /// How many documents match `filter`.
-    pub fn count(&self, filter: impl Into<Filter<M>>) -> Count<'_, M> {
+    pub fn count(&self, filter: impl IntoFilter<M>) -> Count<'_, M> {
         Count::new(self, filter.into().into_parts())
     }
 
     /// Whether any document matches `filter`.
-    pub fn exists(&self, filter: impl Into<Filter<M>>) -> Exists<'_, M> {
+    pub fn exists(&self, filter: impl IntoFilter<M>) -> Exists<'_, M> {
         Exists::new(self, filter.into().into_parts())
     }
 
     /// Applies `update` to the first document matching `filter`.
-    pub fn update_one(&self, filter: impl Into<Filter<M>>, update: Update<M>) -> UpdateOne<'_, M> {
+    pub fn update_one(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateOne<'_, M> {
         UpdateOne::new(self, filter.into().into_parts(), update.into_parts())
     }
 
     /// Applies `update` to every document matching `filter`.
-    pub fn update_many(
-        &self,
-        filter: impl Into<Filter<M>>,
-        update: Update<M>,
-    ) -> UpdateMany<'_, M> {
+    pub fn update_many(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateMany<'_, M> {
         UpdateMany::new(self, filter.into().into_parts(), update.into_parts())
     }
 
@@ -146,14 +142,14 @@ impl<M: Model> Repo<M> {
     /// after the update.
     pub fn find_one_and_update(
         &self,
-        filter: impl Into<Filter<M>>,
+        filter: impl IntoFilter<M>,
         update: Update<M>,
     ) -> FindOneAndUpdate<'_, M> {
         FindOneAndUpdate::new(self, filter.into().into_parts(), update.into_parts())
     }
 
     /// Replaces the first document matching `filter` with `doc`.
-    pub fn replace<'a>(&'a self, filter: impl Into<Filter<M>>, doc: &'a mut M) -> Replace<'a, M> {
+    pub fn replace<'a>(&'a self, filter: impl IntoFilter<M>, doc: &'a mut M) -> Replace<'a, M> {
         Replace::new(self, filter.into().into_parts(), doc)
     }
 
@@ -170,7 +166,7 @@ impl<M: Model> Repo<M> {
     }
 
     /// Deletes every document matching `filter` and returns how many went.
-    pub fn delete_many(&self, filter: impl Into<Filter<M>>) -> DeleteMany<'_, M> {
+    pub fn delete_many(&self, filter: impl IntoFilter<M>) -> DeleteMany<'_, M> {
         DeleteMany::new(self, filter.into().into_parts())
     }
 

@@ -47,7 +47,10 @@ impl<M: Model> Repo<M> {
         id: impl Into<M::Id>,
         event_version: i64,
         update: Update<M>,
-    ) -> ApplyIfCurrent<'_, M> {
+    ) -> ApplyIfCurrent<'_, M>
+    where
+        M: crate::model::Versioned,
+    {
         let id = self.id_filter(&id.into());
         ApplyIfCurrent {
             session: SessionSlot::from_shared(self.session.as_ref()),

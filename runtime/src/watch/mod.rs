@@ -61,7 +61,7 @@ pub use tokens::{MemoryTokenStore, MongoTokenStore, ResumeTokenStore};
 use crate::db::Db;
 use crate::error::{Error, Result, server_code};
 use crate::model::Model;
-use crate::query::{EncodeProblem, Filter};
+use crate::query::{EncodeProblem, IntoFilter};
 use crate::repo::Repo;
 use change::Event;
 
@@ -422,7 +422,7 @@ impl<'a, M: Model> Watch<'a, M> {
     /// replaces are matched on their new document, updates on the full document (so set
     /// [`Watch::full_document`], or no update passes), deletes on the document before (so
     /// ask for pre-images, or no delete passes).
-    pub fn filter(mut self, filter: impl Into<Filter<M>>) -> Self {
+    pub fn filter(mut self, filter: impl IntoFilter<M>) -> Self {
         self.spec.filter = Some(filter.into().into_parts());
         self
     }

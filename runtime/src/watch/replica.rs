@@ -7,7 +7,7 @@ use mongodb::options::FindOneOptions;
 
 use super::{Change, ChangeKind};
 use crate::error::{Error, Result, server_code};
-use crate::model::Model;
+use crate::model::{Model, Versioned};
 use crate::repo::Repo;
 
 /// What [`Replica::apply`] did with an event.
@@ -54,7 +54,8 @@ pub enum ReplicaOutcome {
 ///   document's events in version order, so with one source events are only held when a
 ///   consumer re-delivers or merges streams.
 ///
-/// `Replica::new` does not compile for a model without a version field.
+/// `Replica::new` needs a versioned model ([`Versioned`](crate::Versioned)); for another one it
+/// does not compile.
 pub struct Replica<M: Model> {
     target: Repo<M>,
     held: HashMap<Vec<u8>, BTreeMap<i64, Change<M>>>,
@@ -83,13 +84,10 @@ const RACE_ATTEMPTS: usize = 5;
 
 impl<M: Model> Replica<M> {
     /// A replica writing into `target` (a repository of the copy's database).
-    pub fn new(target: Repo<M>) -> Self {
-        const {
-            assert!(
-                M::VERSION_FIELD.is_some(),
-                "a Replica keeps documents in version order: the model needs #[model(version = \"...\")]"
-            )
-        };
+    pub fn new(target: Repo<M>) -> Self
+    where
+        M: Versioned,
+    {
         Replica {
             target,
             held: HashMap::new(),

@@ -25,7 +25,7 @@ use crate::db::ServerLimits;
 use crate::decode::{check_names, encode};
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::model::Model;
-use crate::query::{Filter, Update};
+use crate::query::{Filter, IntoFilter, Update};
 use crate::repo::Repo;
 use crate::repo::occ::{self, Miss};
 use crate::repo::read::{awaitable, session_setter};
@@ -78,7 +78,7 @@ pub enum WriteOp<M> {
 
 impl<M> WriteOp<M> {
     /// `UpdateOne` without upsert.
-    pub fn update_one(filter: impl Into<Filter<M>>, update: Update<M>) -> Self {
+    pub fn update_one(filter: impl IntoFilter<M>, update: Update<M>) -> Self {
         WriteOp::UpdateOne {
             filter: filter.into(),
             update,
@@ -87,7 +87,7 @@ impl<M> WriteOp<M> {
     }
 
     /// `UpdateMany`.
-    pub fn update_many(filter: impl Into<Filter<M>>, update: Update<M>) -> Self {
+    pub fn update_many(filter: impl IntoFilter<M>, update: Update<M>) -> Self {
         WriteOp::UpdateMany {
             filter: filter.into(),
             update,
@@ -95,7 +95,7 @@ impl<M> WriteOp<M> {
     }
 
     /// `ReplaceOne` without upsert.
-    pub fn replace_one(filter: impl Into<Filter<M>>, doc: M) -> Self {
+    pub fn replace_one(filter: impl IntoFilter<M>, doc: M) -> Self {
         WriteOp::ReplaceOne {
             filter: filter.into(),
             doc,
@@ -104,14 +104,17 @@ impl<M> WriteOp<M> {
     }
 
     /// `DeleteOne`.
-    pub fn delete_one(filter: impl Into<Filter<M>>) -> Self {
+    pub fn delete_one(filter: impl IntoFilter<M>) -> Self {
         WriteOp::DeleteOne(filter.into())
     }
 
     /// Applies this `UpdateOne`, `ReplaceOne` or `DeleteOne` only to a document still at
     /// `version`; a document matching the filter at another version is reported as a
     /// [`Error::VersionConflict`] at this position of the batch.
-    pub fn expect_version(self, version: i64) -> Self {
+    pub fn expect_version(self, version: i64) -> Self
+    where
+        M: crate::model::Versioned,
+    {
         WriteOp::Expect {
             version,
             op: Box::new(self),

@@ -266,7 +266,10 @@ macro_rules! update_builder {
             /// Applies the update only to documents still at `version` (a document stored
             /// without the version field is at version 0); when the filter matches a document
             /// at another version the result is [`Error::VersionConflict`].
-            pub fn expect_version(mut self, version: i64) -> Self {
+            pub fn expect_version(mut self, version: i64) -> Self
+            where
+                M: crate::model::Versioned,
+            {
                 self.core.expected_version = Some(version);
                 self
             }
@@ -334,7 +337,10 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
 
     /// Applies the update only when the document is still at `version`; when the filter
     /// matches it at another version the result is [`Error::VersionConflict`].
-    pub fn expect_version(mut self, version: i64) -> Self {
+    pub fn expect_version(mut self, version: i64) -> Self
+    where
+        M: crate::model::Versioned,
+    {
         self.core.expected_version = Some(version);
         self
     }
