@@ -146,31 +146,29 @@ fn check_raw_depth(collection: &str, raw: &RawDocument) -> Result<()> {
 
 /// The path at which `doc` goes deeper than [`MAX_DEPTH`], if it does.
 fn too_deep(doc: &Document) -> Option<String> {
-    let mut stack: Vec<(Box<dyn Iterator<Item = (String, &Bson)> + '_>, String)> = vec![(
-        Box::new(doc.iter().map(|(k, v)| (k.clone(), v))),
-        String::new(),
-    )];
-    while let Some((iter, path)) = stack.last_mut() {
-        let Some((key, value)) = iter.next() else {
-            stack.pop();
-            continue;
-        };
-        let child: Box<dyn Iterator<Item = (String, &Bson)>> = match value {
-            Bson::Document(doc) => Box::new(doc.iter().map(|(k, v)| (k.clone(), v))),
-            Bson::Array(items) => {
-                Box::new(items.iter().enumerate().map(|(i, v)| (i.to_string(), v)))
-            }
+    // (container, its depth, its path); the top-level document is depth 1.
+    let mut stack: Vec<(&Bson, usize, String)> = doc
+        .iter()
+        .map(|(key, value)| (value, 2, key.clone()))
+        .collect();
+    while let Some((value, depth, path)) = stack.pop() {
+        let children: Vec<(&Bson, String)> = match value {
+            Bson::Document(doc) => doc.iter().map(|(k, v)| (v, k.clone())).collect(),
+            Bson::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v, i.to_string()))
+                .collect(),
             _ => continue,
         };
-        let child_path = if path.is_empty() {
-            key
-        } else {
-            format!("{path}.{key}")
-        };
-        if stack.len() >= MAX_DEPTH {
-            return Some(child_path);
+        if depth > MAX_DEPTH {
+            return Some(path);
         }
-        stack.push((child, child_path));
+        for (child, key) in children {
+            if matches!(child, Bson::Document(_) | Bson::Array(_)) {
+                stack.push((child, depth + 1, format!("{path}.{key}")));
+            }
+        }
     }
     None
 }
@@ -212,16 +210,12 @@ fn has_nul(doc: &Document) -> bool {
     }
     while let Some(value) = stack.pop() {
         match value {
-            Bson::Document(child) => {
-                if scan(child, &mut stack) {
-                    return true;
-                }
-            }
+            Bson::Document(child) if scan(child, &mut stack) => return true,
             Bson::Array(items) => stack.extend(items.iter()),
-            Bson::RegularExpression(regex) => {
-                if regex.pattern.contains('\0') || regex.options.contains('\0') {
-                    return true;
-                }
+            Bson::RegularExpression(regex)
+                if regex.pattern.contains('\0') || regex.options.contains('\0') =>
+            {
+                return true;
             }
             _ => {}
         }

@@ -144,14 +144,12 @@ impl<'a, M: Model> Replace<'a, M> {
             let mut guard = self.session.lock().await;
             let replaced =
                 replace_checked(repo, &mut guard, filter.clone(), self.doc, in_transaction).await?;
-            if replaced.outcome.matched == 0 {
-                if let Some(expected) = replaced.expected {
-                    if let Miss::Conflict(error) =
-                        occ::explain_miss(repo, &mut guard, filter.clone(), expected).await?
-                    {
-                        return Err(error);
-                    }
-                }
+            if replaced.outcome.matched == 0
+                && let Some(expected) = replaced.expected
+                && let Miss::Conflict(error) =
+                    occ::explain_miss(repo, &mut guard, filter.clone(), expected).await?
+            {
+                return Err(error);
             }
             if let Some(write) = replaced.write {
                 drop(guard);
