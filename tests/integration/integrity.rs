@@ -24,6 +24,7 @@ async fn load(db: &mongrove::Db, id: ObjectId) -> Ticket {
 /// A ticket loaded at version 0, changed and saved inside a transaction that then aborts: its
 /// in-memory version says 1, the server's 0.
 async fn stale_after_abort(db: &mongrove::Db) -> (ObjectId, Ticket) {
+    // ANCHOR: abort
     let tickets = db.repo::<Ticket>();
     let id = tickets.insert(&mut ticket("printer")).await.unwrap();
     let mut stale = load(db, id).await;
@@ -44,6 +45,7 @@ async fn stale_after_abort(db: &mongrove::Db) -> (ObjectId, Ticket) {
         0,
         "the abort rolled the save back"
     );
+    // ANCHOR_END: abort
     (id, stale)
 }
 
@@ -52,6 +54,8 @@ async fn after_an_abort_a_fresh_copy_saves_and_the_stale_copy_conflicts() {
     let db = common::db().await;
     let tickets = db.repo::<Ticket>();
     let (id, mut stale) = stale_after_abort(&db).await;
+    // ANCHOR: fresh_first
+    // Another writer gives the document version 1 for real.
     let f = Ticket::fields();
     tickets
         .update_one(f.id.eq(id), f.assignee.set(Some("carol".to_owned())))
@@ -67,7 +71,9 @@ async fn after_an_abort_a_fresh_copy_saves_and_the_stale_copy_conflicts() {
     assert_eq!(fresh.version, 2);
 
     match tickets.save(&mut stale).await {
-        Err(Error::VersionConflict { found, .. }) => assert_eq!(found, 2),
+        Err(Error::VersionConflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (1, 2)),
         other => panic!("the stale copy must conflict, got {other:?}"),
     }
     let stored = load(&db, id).await;
@@ -81,6 +87,7 @@ async fn after_an_abort_a_fresh_copy_saves_and_the_stale_copy_conflicts() {
         ("printer", Some("carol"), 5, 2),
         "nothing of the later writes was lost"
     );
+    // ANCHOR_END: fresh_first
 }
 
 #[tokio::test]
@@ -93,6 +100,7 @@ async fn after_an_abort_the_stale_copy_conflicts_even_when_it_saves_first() {
         .update_one(f.id.eq(id), f.assignee.set(Some("carol".to_owned())))
         .await
         .unwrap();
+    // ANCHOR: stale_first
     // The stale copy claims version 1, and the server is at 1 too, by another write.
     match tickets.save(&mut stale).await {
         Err(Error::VersionConflict {
@@ -115,6 +123,7 @@ async fn after_an_abort_the_stale_copy_conflicts_even_when_it_saves_first() {
     let stored = load(&db, id).await;
     assert_eq!(stored.assignee.as_deref(), Some("carol"));
     assert_eq!((stored.edits, stored.version), (1, 2));
+    // ANCHOR_END: stale_first
 }
 
 #[tokio::test]
@@ -248,6 +257,7 @@ async fn replace_of_a_stale_copy_is_a_version_conflict() {
 }
 
 /// A model read from documents another service wrote without any version field.
+// ANCHOR: legacy
 #[derive(Debug, Clone, Serialize, Deserialize, Model)]
 #[model(collection = "legacy", version = "version")]
 struct Legacy {
@@ -257,6 +267,7 @@ struct Legacy {
     #[serde(default)]
     version: i64,
 }
+// ANCHOR_END: legacy
 
 #[tokio::test]
 async fn documents_stored_without_a_version_are_version_zero() {
@@ -394,6 +405,7 @@ async fn bulk_writes_version_every_change_and_check_replacements() {
     let f = Ticket::fields();
     let a = tickets.insert(&mut ticket("a")).await.unwrap();
     let b = tickets.insert(&mut ticket("b")).await.unwrap();
+    // ANCHOR: bulk_versions
     let mut current = load(&db, a).await;
     let stale_b = load(&db, b).await;
     tickets
@@ -414,7 +426,9 @@ async fn bulk_writes_version_every_change_and_check_replacements() {
         (stored.title.as_str(), stored.version),
         ("replaced in bulk", 2)
     );
+    // ANCHOR_END: bulk_versions
 
+    // ANCHOR: bulk_conflicts
     // A stale replacement, unordered: reported at its position; the rest is applied.
     let mut stale_b = stale_b;
     stale_b.title = "lost update".into();
@@ -459,14 +473,17 @@ async fn bulk_writes_version_every_change_and_check_replacements() {
     assert_eq!(report.failed[0].index, 1);
     assert_eq!(report.not_attempted, [2]);
     assert_eq!(load(&db, a).await.version, 5);
+    // ANCHOR_END: bulk_conflicts
 }
 
+// ANCHOR: partial
 fn partial<T: std::fmt::Debug>(result: mongrove::Result<T>) -> Box<PartialWrite> {
     match result {
         Err(Error::PartialWrite(report)) => report,
         other => panic!("expected a partial write, got {other:?}"),
     }
 }
+// ANCHOR_END: partial
 
 /// A model with free-form parts, as users write them.
 #[derive(Debug, Clone, Serialize, Deserialize, Model)]
@@ -505,6 +522,7 @@ fn nested(depth: usize) -> Document {
 async fn a_deeply_nested_document_is_a_decode_error_not_a_crash() {
     let db = common::db().await;
     let blobs = db.repo::<Blob>();
+    // ANCHOR: deep
     let id = ObjectId::new();
     // 120 levels below the payload: more than mongrove decodes, less than the server stores.
     blobs
@@ -531,12 +549,14 @@ async fn a_deeply_nested_document_is_a_decode_error_not_a_crash() {
         .await
         .unwrap();
     assert!(blobs.find_by_id(fine).await.unwrap().is_some());
+    // ANCHOR_END: deep
 }
 
 #[tokio::test]
 async fn nul_bytes_in_names_are_an_encode_error_before_anything_is_sent() {
     let db = common::db().await;
     let blobs = db.repo::<Blob>();
+    // ANCHOR: nul
     let mut bad = blob("nul");
     bad.attrs.insert("a\0b".into(), 1);
     match blobs.insert(&mut bad).await {
@@ -568,6 +588,7 @@ async fn nul_bytes_in_names_are_an_encode_error_before_anything_is_sent() {
     assert!(
         matches!(projected, Err(Error::Encode { ref what, .. }) if what.contains("projection"))
     );
+    // ANCHOR_END: nul
     let regex = blobs.find(f.name.matches("a\0", "")).await;
     assert!(
         matches!(regex, Err(Error::Encode { ref reason, .. }) if reason.contains("regular expression"))
@@ -593,6 +614,7 @@ fn emails(names: &[&str]) -> Vec<crate::repo::Person> {
 #[tokio::test]
 async fn insert_many_that_fails_part_way_says_what_was_written() {
     let db = common::db().await;
+    // ANCHOR: insert_many
     let people = db.repo::<crate::repo::Person>();
     people.sync_indexes().await.unwrap();
     people
@@ -626,7 +648,9 @@ async fn insert_many_that_fails_part_way_says_what_was_written() {
     assert!(batch[2].id.is_some());
     assert_eq!(people.count(Filter::all()).await.unwrap(), 5);
     assert!(report.to_string().contains("wrote 2 of 3"), "{report}");
+    // ANCHOR_END: insert_many
 
+    // ANCHOR: oversized
     // An oversized document is never sent; the ordered batch stops before it.
     let blobs = db.repo::<Blob>();
     let mut big = blob("big");
@@ -648,6 +672,7 @@ async fn insert_many_that_fails_part_way_says_what_was_written() {
     let report = partial(blobs.insert_many(&mut batch).ordered(false).await);
     assert_eq!(report.written, [0, 2]);
     assert_eq!(blobs.count(Filter::all()).await.unwrap(), 3);
+    // ANCHOR_END: oversized
 }
 
 #[tokio::test]
@@ -702,6 +727,7 @@ async fn bulk_write_splits_batches_by_the_servers_limits() {
 async fn find_one_and_update_that_cannot_decode_says_the_update_was_applied() {
     let db = common::db().await;
     let tickets = db.repo::<Ticket>();
+    // ANCHOR: applied
     let id = ObjectId::new();
     // `title` is required by the model; this document has none.
     tickets
@@ -726,4 +752,5 @@ async fn find_one_and_update_that_cannot_decode_says_the_update_was_applied() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.get_i64("edits").unwrap(), 1, "the update happened");
+    // ANCHOR_END: applied
 }
