@@ -40,9 +40,8 @@ use tracing::Instrument;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::retry;
-use crate::transaction::{
-    Commit, Standalone, Tx, TxOptions, TxSession, transaction_loop, with_ambient,
-};
+use crate::session::ambient;
+use crate::transaction::{Clock, Commit, Standalone, Tx, TxOptions, TxSession, transaction_loop};
 
 /// A result stored by a node, type-erased.
 type Value = Arc<dyn Any + Send + Sync>;
@@ -514,7 +513,7 @@ impl<'a> TxTree<'a> {
             let group = match groups.iter().position(|g| g.db.same_deployment(&node.db)) {
                 Some(group) => group,
                 None => {
-                    match Group::open(&node.db, &self.options, &driver_options).await {
+                    match Group::open(&node.db, &self.options, &driver_options, attempt).await {
                         Ok(group) => groups.push(group),
                         Err(error) => {
                             abort_all(&mut groups).await;
@@ -531,7 +530,7 @@ impl<'a> TxTree<'a> {
             let tx = current.tx(attempt);
             let span = tracing::debug_span!("node", node = name.as_str());
             let future = (node.action)(tx.clone(), store.clone());
-            let outcome = AssertUnwindSafe(with_ambient(&tx, future))
+            let outcome = AssertUnwindSafe(ambient::within(tx.scope(), future))
                 .catch_unwind()
                 .instrument(span)
                 .await;
@@ -555,8 +554,8 @@ impl<'a> TxTree<'a> {
         mut groups: Vec<Group>,
         store: Store,
     ) -> Result<Store, TreeFailure> {
-        let started = Instant::now();
         let policy = self.options.retry_policy().clone();
+        let clock = Clock::start(&policy);
         let mut report = Report::default();
         let mut committed: Vec<usize> = Vec::new();
         let count = groups.len();
@@ -572,7 +571,7 @@ impl<'a> TxTree<'a> {
                 .unwrap_or_default();
             let span = tracing::debug_span!("commit", node = first.as_str());
             let outcome = match group.session.as_mut() {
-                Some(session) => session.commit(&policy, started).instrument(span).await,
+                Some(session) => session.commit(&policy, &clock).instrument(span).await,
                 None => Commit::Done,
             };
             let (error, definite) = match outcome {
@@ -665,10 +664,11 @@ impl Group {
         db: &Db,
         options: &TxOptions,
         driver_options: &mongodb::options::TransactionOptions,
+        attempt: u32,
     ) -> Result<Group> {
         let session = if db.supports_transactions().await? {
             let mut session = TxSession::new(db).await?;
-            session.start(driver_options).await?;
+            session.start(attempt, driver_options).await?;
             Some(session)
         } else if options.standalone_mode() == Standalone::RunWithoutTransaction {
             tracing::warn!(
@@ -689,7 +689,7 @@ impl Group {
     fn tx(&self, attempt: u32) -> Tx {
         match &self.session {
             Some(session) => session.tx(attempt),
-            None => Tx::local(self.db.clone()),
+            None => Tx::new(self.db.clone(), None),
         }
     }
 }

@@ -9,14 +9,12 @@ use mongodb::bson::{Bson, doc};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::repo::Repo;
-use crate::session::VersionLedger;
 
 /// A MongoDB database seen through mongrove. Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct Db {
     client: Client,
     database: Database,
-    ledger: Arc<VersionLedger>,
     /// What `hello` says about the deployment, asked once and remembered.
     hello: Arc<tokio::sync::OnceCell<Hello>>,
 }
@@ -50,7 +48,6 @@ impl Db {
         Db {
             client,
             database,
-            ledger: Arc::default(),
             hello: Arc::default(),
         }
     }
@@ -62,19 +59,21 @@ impl Db {
         Db {
             client: self.client.clone(),
             database: self.client.database(name),
-            ledger: self.ledger.clone(),
             hello: self.hello.clone(),
         }
     }
 
     /// The typed repository of model `M`.
     ///
-    /// Inside a transaction scope of this `Db` (or of one made from it with
-    /// [`Db::with_database`], or a clone) running on the current task, the repository is bound
-    /// to that transaction, exactly as [`Tx::repo`](crate::Tx::repo) would be: a forgotten
-    /// session cannot write outside the transaction. Elsewhere it runs without a session.
+    /// The repository is not tied to a session when it is made: each of its operations, when it
+    /// runs, joins the transaction scope running on the current task if that scope belongs to
+    /// this `Db` (a clone, one made with [`Db::with_database`]) or to the same driver client
+    /// (`Db::new(db.client().clone(), ...)`), exactly as a repository from
+    /// [`Tx::repo`](crate::Tx::repo) would. A repository kept in a service struct and used
+    /// inside `db.transaction(...)` therefore writes inside the transaction: a forgotten
+    /// session cannot write outside it. Elsewhere it runs without a session.
     pub fn repo<M: Model>(&self) -> Repo<M> {
-        Repo::new(self.clone(), crate::transaction::ambient_session(self))
+        Repo::new(self.clone(), None)
     }
 
     /// Starts a session, for operations given one with `.session(&mut session)`.
@@ -92,14 +91,17 @@ impl Db {
         &self.database
     }
 
-    pub(crate) fn ledger(&self) -> &VersionLedger {
-        &self.ledger
+    /// The identity of this `Db`'s lineage: `Db`s made from one another (clones,
+    /// [`Db::with_database`]) share it, and so share one client. (A `Db::new` on a clone of the
+    /// client starts a lineage of its own; the session layer finds out that it shares the
+    /// client when it needs to.)
+    pub(crate) fn lineage(&self) -> usize {
+        Arc::as_ptr(&self.hello) as usize
     }
 
-    /// Whether `self` and `other` share one client and one ledger: clones, or made from one
-    /// another with [`Db::with_database`]. Such `Db`s join each other's transactions.
+    /// Whether `self` and `other` are of one lineage, and so of one client.
     pub(crate) fn same_deployment(&self, other: &Db) -> bool {
-        Arc::ptr_eq(&self.ledger, &other.ledger)
+        self.lineage() == other.lineage()
     }
 
     /// What `hello` says, asked once per `Db` (and its clones).

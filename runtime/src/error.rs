@@ -150,6 +150,28 @@ pub enum Error {
     )]
     TransactionsUnsupported,
 
+    /// An operation ran in a transaction that has ended: a repository from `tx.repo()` (or a
+    /// task bound with [`Tx::bind`](crate::Tx::bind)) used after its transaction committed,
+    /// aborted or was replaced by a retry. Nothing was sent. Take repositories inside the
+    /// closure, and await spawned work before the closure returns.
+    #[error(
+        "the transaction this operation belongs to has ended (committed, aborted, or retried); \
+         nothing was sent: use repositories only inside the transaction's closure, and await \
+         spawned work before the closure returns"
+    )]
+    TransactionEnded,
+
+    /// The transaction's closure returned `Ok` after one of its operations had failed with a
+    /// server error. The server aborts a transaction on any such error, so the transaction
+    /// cannot commit; it was aborted and not retried. The closure must not swallow errors of
+    /// operations in a transaction: return them (`?`), or check before writing.
+    #[error(
+        "the transaction closure returned Ok after an operation in it failed, and the server \
+         aborts a transaction on such an error: the error was swallowed (return it with `?`, or \
+         check before writing); the transaction was aborted, not retried: {0}"
+    )]
+    Swallowed(Box<Error>),
+
     /// An operation or a retry loop ran out of time.
     #[error("timed out: {context}")]
     Timeout {
@@ -368,6 +390,7 @@ impl Error {
     pub fn has_label(&self, label: &str) -> bool {
         match self {
             Error::Driver(e) => e.contains_label(label),
+            Error::Swallowed(inner) => inner.has_label(label),
             Error::Timeout {
                 last: Some(last), ..
             } => last.has_label(label),
@@ -379,6 +402,7 @@ impl Error {
     pub fn labels(&self) -> Vec<String> {
         match self {
             Error::Driver(e) => e.labels().iter().cloned().collect(),
+            Error::Swallowed(inner) => inner.labels(),
             Error::Timeout {
                 last: Some(last), ..
             } => last.labels(),
@@ -412,6 +436,7 @@ impl Error {
             Error::DuplicateKey { .. } => Some(11000),
             Error::WriteFailed { code, .. } => Some(*code),
             Error::PartialWrite(report) => report.failed.first()?.error.code(),
+            Error::Swallowed(inner) => inner.code(),
             Error::Timeout {
                 last: Some(last), ..
             } => last.code(),
@@ -424,8 +449,13 @@ impl Error {
         match duplicate_key_message(&error) {
             Some(message) => {
                 let (index, key) = parse_duplicate_key(message);
+                let collection = match collection {
+                    // Not known to the caller: the server's message names it (`db.collection`).
+                    "" => parse_collection(message).unwrap_or_default(),
+                    known => known.to_owned(),
+                };
                 Error::DuplicateKey {
-                    collection: collection.to_owned(),
+                    collection,
                     index,
                     key,
                 }
@@ -485,6 +515,18 @@ pub(crate) fn write_error(collection: &str, index: usize, code: i32, message: &s
             message: message.to_owned(),
         }
     }
+}
+
+/// The collection named in an E11000 message (`collection: app.users index: ...`).
+fn parse_collection(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("collection: ")?;
+    let namespace = rest.split_whitespace().next()?;
+    Some(
+        namespace
+            .split_once('.')
+            .map_or(namespace, |(_, c)| c)
+            .to_owned(),
+    )
 }
 
 /// Reads the index name and key out of the server's E11000 message:

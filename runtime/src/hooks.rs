@@ -23,7 +23,7 @@ use crate::db::Db;
 use crate::error::{Error, FieldFailure};
 use crate::model::Model;
 use crate::repo::Repo;
-use crate::session::{SessionSlot, SharedSession};
+use crate::session::{Bound, SessionSlot};
 
 /// What a hook returns: any error, which the repository wraps in [`Error::Hook`].
 pub type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -34,7 +34,7 @@ pub type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 /// the caller passed its own session with `.session(&mut s)`, use [`HookContext::session`].
 pub struct HookContext<'a> {
     db: &'a Db,
-    shared: Option<SharedSession>,
+    shared: Option<Bound>,
     borrowed: Option<&'a mut ClientSession>,
     operation: &'static str,
 }
@@ -42,9 +42,10 @@ pub struct HookContext<'a> {
 impl<'a> HookContext<'a> {
     pub(crate) fn new(db: &'a Db, slot: &'a mut SessionSlot<'_>, operation: &'static str) -> Self {
         let (shared, borrowed) = match slot {
-            SessionSlot::None => (None, None),
+            // Slots are decided before hooks run (`lifecycle`); an undecided one has no session.
+            SessionSlot::None | SessionSlot::Ambient(..) => (None, None),
             SessionSlot::Borrowed(session) => (None, Some(&mut **session)),
-            SessionSlot::Shared(shared) => (Some(shared.clone()), None),
+            SessionSlot::Shared(bound) => (Some(bound.clone()), None),
         };
         HookContext {
             db,

@@ -19,6 +19,7 @@ pub(super) async fn hook_mut<M: Model>(
     if !M::HAS_HOOKS {
         return Ok(());
     }
+    slot.resolve().await?;
     let mut ctx = HookContext::new(repo.db(), slot, operation);
     doc.__hook(point, &mut ctx)
         .await
@@ -36,6 +37,7 @@ pub(super) async fn hook_ref<M: Model>(
     if !M::HAS_HOOKS {
         return Ok(());
     }
+    slot.resolve().await?;
     let mut ctx = HookContext::new(repo.db(), slot, operation);
     doc.__hook_ref(point, &mut ctx)
         .await
@@ -51,6 +53,7 @@ pub(super) async fn validate<M: Model>(
 ) -> Result<()> {
     let mut failures = doc.__field_failures();
     if M::HAS_HOOKS {
+        slot.resolve().await?;
         let mut ctx = HookContext::new(repo.db(), slot, operation);
         failures.extend(doc.__validate_hook(&mut ctx).await);
     }
@@ -75,6 +78,7 @@ pub(super) async fn before_update<M: Model>(
     if !M::HAS_HOOKS {
         return Ok(());
     }
+    slot.resolve().await?;
     let mut ctx = HookContext::new(repo.db(), slot, operation);
     M::__before_update(&mut ctx, UpdateSpec { filter, update })
         .await
@@ -90,6 +94,7 @@ pub(super) async fn after_update<M: Model>(
     if !M::HAS_HOOKS {
         return Ok(());
     }
+    slot.resolve().await?;
     let mut ctx = HookContext::new(repo.db(), slot, operation);
     M::__after_update(&mut ctx)
         .await

@@ -31,14 +31,15 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::{EncodeProblem, IntoFilter, Update};
-use crate::session::{SessionSlot, SharedSession};
+use crate::session::{Bound, SessionSlot};
 
 /// The typed repository of model `M`, from [`Db::repo`].
 pub struct Repo<M> {
     db: Db,
     docs: Collection<Document>,
     raw: Collection<RawDocumentBuf>,
-    session: Option<SharedSession>,
+    /// The transaction the repository was taken from (`tx.repo()`), if any.
+    bound: Option<Bound>,
     marker: PhantomData<fn() -> M>,
 }
 
@@ -48,7 +49,7 @@ impl<M> Clone for Repo<M> {
             db: self.db.clone(),
             docs: self.docs.clone(),
             raw: self.raw.clone(),
-            session: self.session.clone(),
+            bound: self.bound.clone(),
             marker: PhantomData,
         }
     }
@@ -59,19 +60,19 @@ impl<M: Model> fmt::Debug for Repo<M> {
         f.debug_struct("Repo")
             .field("database", &self.db.name())
             .field("collection", &M::COLLECTION)
-            .field("in_session", &self.session.is_some())
+            .field("bound_to_transaction", &self.bound.is_some())
             .finish()
     }
 }
 
 impl<M: Model> Repo<M> {
-    pub(crate) fn new(db: Db, session: Option<SharedSession>) -> Self {
+    pub(crate) fn new(db: Db, bound: Option<Bound>) -> Self {
         let database = db.database();
         Repo {
             docs: database.collection(M::COLLECTION),
             raw: database.collection(M::COLLECTION),
             db,
-            session,
+            bound,
             marker: PhantomData,
         }
     }
@@ -192,9 +193,13 @@ impl<M: Model> Repo<M> {
         }
     }
 
-    /// The session slot an operation of this repository starts with.
-    pub(crate) fn session_slot<'s>(&self) -> SessionSlot<'s> {
-        SessionSlot::from_shared(self.session.as_ref())
+    /// The session slot an operation of this repository starts with: its transaction's, or
+    /// the one decided when the operation runs.
+    pub(crate) fn session_slot(&self) -> SessionSlot<'_> {
+        match &self.bound {
+            Some(bound) => SessionSlot::Shared(bound.clone()),
+            None => SessionSlot::Ambient(self.db.database(), self.db.lineage()),
+        }
     }
 
     /// A filter, update, sort or projection ready to send: built without encoding problems,

@@ -83,9 +83,7 @@ pub(crate) async fn explain_miss<M: Model>(
         Ok(found) => found,
         Err(error) => return Ok(Miss::Conflict(error)),
     };
-    repo.db
-        .ledger()
-        .observed(repo.db.name(), M::COLLECTION, &id, found);
+    crate::session::ledger().observed(repo.db.name(), M::COLLECTION, &id, found);
     Ok(Miss::Conflict(Error::VersionConflict {
         collection: M::COLLECTION.to_owned(),
         id,
@@ -136,7 +134,7 @@ pub(crate) async fn expected_version<M: Model>(
     claimed: i64,
     doc: &M,
 ) -> Result<i64> {
-    let ledger = repo.db.ledger();
+    let ledger = crate::session::ledger();
     let Some(phantom) = ledger.phantom(repo.db.name(), M::COLLECTION, id, claimed) else {
         return Ok(claimed);
     };

@@ -57,7 +57,7 @@ pub struct FindOne<'a, M: Model> {
 impl<'a, M: Model> FindOne<'a, M> {
     pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
         FindOne {
-            session: SessionSlot::from_shared(repo.session.as_ref()),
+            session: repo.session_slot(),
             repo,
             filter,
             options: FindOptions::default(),
@@ -119,7 +119,7 @@ enum CursorState<'a> {
 impl<'a, M: Model> Find<'a, M> {
     pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
         Find {
-            session: SessionSlot::from_shared(repo.session.as_ref()),
+            session: repo.session_slot(),
             repo,
             filter,
             options: FindOptions::default(),
@@ -169,8 +169,14 @@ impl<'a, M: Model> Find<'a, M> {
             }
         }
         let find = repo.raw.find(filter).with_options(self.options);
-        let state = match self.session {
-            SessionSlot::None => CursorState::Plain(find.await.map_err(|e| repo.driver_error(e))?),
+        let mut slot = self.session;
+        // Decides the session now (joining the task's transaction, if any) and checks that a
+        // bound transaction is still open.
+        drop(slot.lock().await?);
+        let state = match slot {
+            SessionSlot::None | SessionSlot::Ambient(..) => {
+                CursorState::Plain(find.await.map_err(|e| repo.driver_error(e))?)
+            }
             SessionSlot::Borrowed(session) => {
                 let cursor = find
                     .session(&mut *session)
@@ -178,14 +184,16 @@ impl<'a, M: Model> Find<'a, M> {
                     .map_err(|e| repo.driver_error(e))?;
                 CursorState::Borrowed(cursor, session)
             }
-            SessionSlot::Shared(shared) => {
+            SessionSlot::Shared(bound) => {
                 let cursor = {
-                    let mut session = shared.session.lock().await;
-                    find.session(&mut *session)
-                        .await
-                        .map_err(|e| repo.driver_error(e))?
+                    let mut session = bound.shared.session.lock().await;
+                    let opened = find.session(&mut *session).await;
+                    if let Err(error) = &opened {
+                        bound.shared.note_failure(error);
+                    }
+                    opened.map_err(|e| repo.driver_error(e))?
                 };
-                CursorState::Shared(cursor, shared)
+                CursorState::Shared(cursor, bound.shared)
             }
         };
         Ok(stream::unfold(state, move |mut state| async move {
@@ -211,7 +219,11 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
         CursorState::Borrowed(cursor, session) => cursor.advance(session).await,
         // Locked per batch, so the transaction's other repositories can write between batches.
         CursorState::Shared(cursor, shared) => {
-            cursor.advance(&mut *shared.session.lock().await).await
+            let advanced = cursor.advance(&mut *shared.session.lock().await).await;
+            if let Err(error) = &advanced {
+                shared.note_failure(error);
+            }
+            advanced
         }
     };
     match advanced {
@@ -232,7 +244,12 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
                 let mut slot = match state {
                     CursorState::Plain(_) => SessionSlot::None,
                     CursorState::Borrowed(_, session) => SessionSlot::Borrowed(session),
-                    CursorState::Shared(_, shared) => SessionSlot::Shared(shared.clone()),
+                    // After-load hooks of a cursor's documents run without the transaction's
+                    // session check: the cursor itself is bound to it.
+                    CursorState::Shared(_, shared) => SessionSlot::Shared(crate::session::Bound {
+                        shared: shared.clone(),
+                        attempt: shared.current_attempt(),
+                    }),
                 };
                 let loaded = super::lifecycle::hook_mut(
                     repo,
@@ -266,7 +283,7 @@ pub struct Count<'a, M: Model> {
 impl<'a, M: Model> Count<'a, M> {
     pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
         Count {
-            session: SessionSlot::from_shared(repo.session.as_ref()),
+            session: repo.session_slot(),
             repo,
             filter,
             limit: None,
@@ -283,7 +300,7 @@ impl<'a, M: Model> Count<'a, M> {
         let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = CountOptions::default();
         options.limit = self.limit;
-        let mut guard = self.session.lock().await;
+        let mut guard = self.session.lock().await?;
         let count = run_in!(
             guard,
             self.repo.docs.count_documents(filter).with_options(options)
@@ -306,7 +323,7 @@ pub struct Exists<'a, M: Model> {
 impl<'a, M: Model> Exists<'a, M> {
     pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
         Exists {
-            session: SessionSlot::from_shared(repo.session.as_ref()),
+            session: repo.session_slot(),
             repo,
             filter,
         }
@@ -316,7 +333,7 @@ impl<'a, M: Model> Exists<'a, M> {
         let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = FindOneOptions::default();
         options.projection = Some(doc! { "_id": 1 });
-        let mut guard = self.session.lock().await;
+        let mut guard = self.session.lock().await?;
         let found = run_in!(guard, self.repo.docs.find_one(filter).with_options(options));
         found
             .map(|doc| doc.is_some())

@@ -53,7 +53,7 @@ impl<M: Model> Repo<M> {
     {
         let id = self.id_filter(&id.into());
         ApplyIfCurrent {
-            session: SessionSlot::from_shared(self.session.as_ref()),
+            session: self.session_slot(),
             repo: self,
             id,
             event_version,
@@ -125,7 +125,7 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
         if let Some(Bson::Document(inc)) = update.get_mut("$inc") {
             inc.remove(field);
         }
-        let mut guard = self.session.lock().await;
+        let mut guard = self.session.lock().await?;
         let result = run_in!(guard, repo.docs.update_one(filter, update));
         let result = result.map_err(|e| repo.driver_error(e))?;
         if result.matched_count == 1 {

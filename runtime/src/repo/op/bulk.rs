@@ -378,7 +378,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
             failed: Vec::new(),
         };
         let mut session = std::mem::take(&mut self.session);
-        let mut guard = session.lock().await;
+        let mut guard = session.lock().await?;
         let mut planned = planned.into_iter().enumerate().peekable();
         while let Some((index, write)) = planned.next() {
             if self.ordered && !progress.failed.is_empty() {

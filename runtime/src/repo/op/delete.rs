@@ -48,7 +48,7 @@ impl<'a, M: Model> Delete<'a, M> {
         )
         .await?;
         {
-            let mut guard = self.session.lock().await;
+            let mut guard = self.session.lock().await?;
             let mut filter = doc! { "_id": id.clone() };
             let mut expected = None;
             if let (Some(field), Some(claimed)) = (M::VERSION_FIELD, self.doc.version()) {
@@ -98,7 +98,7 @@ impl<'a, M: Model> DeleteMany<'a, M> {
     async fn run(mut self) -> Result<u64> {
         let repo = self.repo;
         let filter = repo.checked_part(self.filter, "the filter")?;
-        let mut guard = self.session.lock().await;
+        let mut guard = self.session.lock().await?;
         let result = run_in!(guard, repo.docs.delete_many(filter));
         result
             .map(|r| r.deleted_count)

@@ -85,7 +85,7 @@ impl<'a, M: Model> Insert<'a, M> {
         let body = insertable(self.doc, now)?;
         check_names(M::COLLECTION, "the document", &body)?;
         let result = {
-            let mut guard = self.session.lock().await;
+            let mut guard = self.session.lock().await?;
             run_in!(guard, repo.docs.insert_one(body))
         };
         let result = result.map_err(|e| repo.driver_error(e))?;
@@ -200,7 +200,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
             let mut options = InsertManyOptions::default();
             options.ordered = Some(self.ordered);
             let result = {
-                let mut guard = self.session.lock().await;
+                let mut guard = self.session.lock().await?;
                 run_in!(guard, repo.raw.insert_many(batch).with_options(options))
             };
             if let Err(error) = result {

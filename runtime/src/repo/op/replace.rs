@@ -68,9 +68,7 @@ async fn replace_checked<M: Model>(
         if let Some(expected) = expected {
             doc.__set_version(expected + 1);
             if let Some(id) = id {
-                repo.db
-                    .ledger()
-                    .observed(repo.db.name(), M::COLLECTION, &id, expected + 1);
+                crate::session::ledger().observed(repo.db.name(), M::COLLECTION, &id, expected + 1);
                 write = recorded.map(|body| VersionWrite {
                     database: repo.db.name().to_owned(),
                     collection: M::COLLECTION,
@@ -141,7 +139,7 @@ impl<'a, M: Model> Replace<'a, M> {
         lifecycle::validate(repo, &mut self.session, self.doc, "replace").await?;
         let in_transaction = self.session.is_shared();
         let mut outcome = {
-            let mut guard = self.session.lock().await;
+            let mut guard = self.session.lock().await?;
             let replaced =
                 replace_checked(repo, &mut guard, filter.clone(), self.doc, in_transaction).await?;
             if replaced.outcome.matched == 0
@@ -181,7 +179,7 @@ impl<'a, M: Model> Replace<'a, M> {
         let mut options = ReplaceOptions::default();
         options.upsert = Some(true);
         let result = {
-            let mut guard = self.session.lock().await;
+            let mut guard = self.session.lock().await?;
             run_in!(
                 guard,
                 repo.docs
@@ -231,7 +229,7 @@ impl<'a, M: Model> Save<'a, M> {
         lifecycle::validate(repo, &mut self.session, self.doc, "save").await?;
         let in_transaction = self.session.is_shared();
         let write = {
-            let mut guard = self.session.lock().await;
+            let mut guard = self.session.lock().await?;
             let filter = doc! { "_id": id.clone() };
             let replaced =
                 replace_checked(repo, &mut guard, filter, self.doc, in_transaction).await?;

@@ -183,7 +183,7 @@ impl<'a, M: Model> Core<'a, M> {
         let Some(expected) = self.expected_version else {
             return Ok(());
         };
-        let mut guard = self.session.lock().await;
+        let mut guard = self.session.lock().await?;
         match occ::explain_miss(self.repo, &mut guard, filter.clone(), expected).await? {
             Miss::Conflict(error) => Err(error),
             Miss::NoMatch => Ok(()),
@@ -200,7 +200,7 @@ impl<'a, M: Model> Core<'a, M> {
             let mut options = UpdateOptions::default();
             options.upsert = Some(self.upsert_in_one_step());
             let result = {
-                let mut guard = self.session.lock().await;
+                let mut guard = self.session.lock().await?;
                 let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
                 if many {
                     run_in!(
@@ -225,7 +225,7 @@ impl<'a, M: Model> Core<'a, M> {
             let mut options = UpdateOptions::default();
             options.upsert = Some(true);
             let inserted = {
-                let mut guard = self.session.lock().await;
+                let mut guard = self.session.lock().await?;
                 let (filter, update) = (
                     insert_only(prepared.filter.clone()),
                     prepared.insert.clone(),
@@ -384,7 +384,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             let mut options = self.options.clone();
             options.upsert = Some(one_step);
             let found = {
-                let mut guard = self.core.session.lock().await;
+                let mut guard = self.core.session.lock().await?;
                 let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
                 run_in!(
                     guard,
@@ -407,7 +407,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             let mut options = self.options.clone();
             options.upsert = Some(true);
             let inserted = {
-                let mut guard = self.core.session.lock().await;
+                let mut guard = self.core.session.lock().await?;
                 let (filter, update) = (
                     insert_only(prepared.filter.clone()),
                     prepared.insert.clone(),

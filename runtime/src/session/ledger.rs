@@ -1,39 +1,18 @@
-//! Which `ClientSession`, if any, an operation runs in.
+//! Versions that in-memory models may claim although the server never kept them.
+//!
+//! One ledger serves the whole process, so that every `Db` of a client (clones, other
+//! databases, `Db::new` on a clone of the client) sees the same phantoms.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::OnceLock;
 
-use mongodb::ClientSession;
 use mongodb::bson::{Bson, Document};
-use tokio::sync::{Mutex, MutexGuard};
 
-/// The session of one transaction scope, shared by every repository bound to it, with the
-/// versioned writes made in the current attempt (so an abort can put in-memory versions back).
-#[derive(Debug)]
-pub(crate) struct TxShared {
-    pub(crate) session: Mutex<ClientSession>,
-    pub(crate) writes: std::sync::Mutex<Vec<VersionWrite>>,
+/// The ledger of the process.
+pub(crate) fn ledger() -> &'static VersionLedger {
+    static LEDGER: OnceLock<VersionLedger> = OnceLock::new();
+    LEDGER.get_or_init(VersionLedger::default)
 }
-
-impl TxShared {
-    pub(crate) fn new(session: ClientSession) -> Self {
-        TxShared {
-            session: Mutex::new(session),
-            writes: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The versioned writes of the attempt so far, leaving the list empty for the next one.
-    pub(crate) fn take_writes(&self) -> Vec<VersionWrite> {
-        self.writes
-            .lock()
-            .map(|mut writes| std::mem::take(&mut *writes))
-            .unwrap_or_default()
-    }
-}
-
-/// A session shared by every repository of one transaction scope.
-pub(crate) type SharedSession = Arc<TxShared>;
 
 /// A versioned document written inside a transaction: `before` is what the server had,
 /// `after` is what the in-memory model now claims, `body` is what was written.
@@ -147,74 +126,3 @@ impl VersionLedger {
         }
     }
 }
-
-/// The session an operation was given: none, one borrowed from the caller, or the shared
-/// session of the transaction its repository is bound to.
-#[derive(Default)]
-pub(crate) enum SessionSlot<'a> {
-    #[default]
-    None,
-    Borrowed(&'a mut ClientSession),
-    Shared(SharedSession),
-}
-
-/// A session held for the duration of one server round trip.
-pub(crate) enum SessionGuard<'g> {
-    None,
-    Borrowed(&'g mut ClientSession),
-    Locked(MutexGuard<'g, ClientSession>),
-}
-
-impl<'a> SessionSlot<'a> {
-    pub(crate) fn from_shared(shared: Option<&SharedSession>) -> Self {
-        match shared {
-            Some(session) => SessionSlot::Shared(session.clone()),
-            None => SessionSlot::None,
-        }
-    }
-
-    /// Whether the operation runs in a transaction scope's shared session.
-    pub(crate) fn is_shared(&self) -> bool {
-        matches!(self, SessionSlot::Shared(_))
-    }
-
-    /// Notes a versioned write made in a transaction scope's session.
-    pub(crate) fn record(&self, write: VersionWrite) {
-        if let SessionSlot::Shared(shared) = self
-            && let Ok(mut writes) = shared.writes.lock()
-        {
-            writes.push(write);
-        }
-    }
-
-    /// Locks a shared session only for one call, so a transaction's other repositories can use
-    /// it between the batches of a cursor.
-    pub(crate) async fn lock(&mut self) -> SessionGuard<'_> {
-        match self {
-            SessionSlot::None => SessionGuard::None,
-            SessionSlot::Borrowed(session) => SessionGuard::Borrowed(session),
-            SessionSlot::Shared(shared) => SessionGuard::Locked(shared.session.lock().await),
-        }
-    }
-}
-
-impl SessionGuard<'_> {
-    pub(crate) fn get(&mut self) -> Option<&mut ClientSession> {
-        match self {
-            SessionGuard::None => None,
-            SessionGuard::Borrowed(session) => Some(session),
-            SessionGuard::Locked(guard) => Some(&mut *guard),
-        }
-    }
-}
-
-/// Runs a driver action in the held session, if there is one.
-macro_rules! run_in {
-    ($guard:expr, $action:expr) => {
-        match $guard.get() {
-            Some(session) => $action.session(session).await,
-            None => $action.await,
-        }
-    };
-}
-pub(crate) use run_in;

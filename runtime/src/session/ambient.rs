@@ -1,0 +1,102 @@
+//! The transaction scopes running on the current task, and which of them an operation joins.
+//!
+//! A scope puts itself on a task-local stack while its body runs (and `Tx::bind` puts it on the
+//! stack of another future, for example a spawned task). An operation of a repository that is
+//! not bound to a transaction looks at the stack when it runs: it joins the innermost scope of
+//! its own `Db` lineage (clones, `with_database`), or else the innermost scope whose session
+//! belongs to the repository's client (`Db::new` on a clone of the client). A repository of
+//! another client never joins: a session cannot be used across clients.
+
+use std::future::Future;
+use std::time::Duration;
+
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use mongodb::error::ErrorKind;
+use mongodb::options::{ReadPreference, SelectionCriteria};
+use tokio::task::futures::TaskLocalFuture;
+
+use super::{Bound, TxShared};
+use crate::db::Db;
+
+/// A scope on the stack: its `Db`, and its session and attempt (`None` for a scope that runs
+/// without a transaction on a standalone server).
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    pub(crate) db: Db,
+    pub(crate) bound: Option<Bound>,
+}
+
+tokio::task_local! {
+    /// The transaction scopes running on the current task, innermost last.
+    static SCOPES: Vec<Scope>;
+}
+
+/// The scopes running on the current task, innermost last.
+pub(crate) fn scopes() -> Vec<Scope> {
+    SCOPES.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// Runs `future` with `scope` as the innermost scope of its task.
+pub(crate) fn within<F: Future>(scope: Scope, future: F) -> TaskLocalFuture<Vec<Scope>, F> {
+    let mut stack = scopes();
+    stack.push(scope);
+    SCOPES.scope(stack, future)
+}
+
+/// The transaction an operation of a repository of `database` (a `Db` of `lineage`) joins.
+pub(crate) async fn join(database: &Database, lineage: usize) -> Option<Bound> {
+    let stack = scopes();
+    if let Some(own) = stack.iter().rev().find(|s| s.db.lineage() == lineage) {
+        return own.bound.clone();
+    }
+    for scope in stack.iter().rev() {
+        if let Some(bound) = &scope.bound
+            && same_client(&bound.shared, database, lineage).await
+        {
+            return Some(bound.clone());
+        }
+    }
+    None
+}
+
+/// Whether the client of `database` is the client of the transaction's session.
+///
+/// The driver does not expose a client's identity, but it checks it itself, before anything is
+/// sent: an operation given a session of another client fails with `InvalidArgument`, and one
+/// given its own client's session inside a transaction with a non-primary read preference fails
+/// with a transaction error. The probe makes that check once per lineage and transaction scope;
+/// `tests/integration/transactions.rs` pins the behaviour it relies on.
+async fn same_client(shared: &TxShared, database: &Database, lineage: usize) -> bool {
+    if shared.lineage == lineage {
+        return true;
+    }
+    if let Some(known) = shared
+        .clients
+        .lock()
+        .ok()
+        .and_then(|known| known.iter().find(|(l, _)| *l == lineage).map(|(_, s)| *s))
+    {
+        return known;
+    }
+    let answer = {
+        let mut session = shared.session.lock().await;
+        let secondary =
+            SelectionCriteria::ReadPreference(ReadPreference::Secondary { options: None });
+        let probes = database.collection::<Document>("mongrove.client_probe");
+        let probe = probes
+            .find_one(doc! {})
+            .selection_criteria(secondary)
+            .session(&mut *session);
+        // Both answers come before anything is sent; the bound only guards against a driver
+        // that would change that.
+        match tokio::time::timeout(Duration::from_secs(1), probe).await {
+            Ok(Err(error)) => !matches!(*error.kind, ErrorKind::InvalidArgument { .. }),
+            Ok(Ok(_)) | Err(_) => false,
+        }
+    };
+    if let Ok(mut known) = shared.clients.lock() {
+        known.push((lineage, answer));
+    }
+    answer
+}
