@@ -14,6 +14,7 @@ mod quickstart;
 mod repo;
 mod testkit;
 mod transactions;
+mod tx_guarantees;
 mod typed_paths;
 mod versioning;
 mod watch;

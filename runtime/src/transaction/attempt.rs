@@ -141,15 +141,24 @@ impl TxSession {
     async fn kill(&mut self) {
         let lsid = self.shared.session.lock().await.id().clone();
         let admin = self.db.client().database("admin");
-        let kill = admin.run_command(doc! { "killSessions": [lsid] });
-        match tokio::time::timeout(CLEAN_UP, kill).await {
-            Ok(Ok(_)) => tracing::debug!("killed the session of the abandoned transaction"),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "killSessions failed; the server drops the transaction when its lifetime limit passes")
+        let kill = async move {
+            // After a state-change error the client may first have to find the primary again,
+            // so the kill gets the driver's usual patience, in the background if need be.
+            match admin.run_command(doc! { "killSessions": [lsid] }).await {
+                Ok(_) => tracing::debug!("killed the session of the abandoned transaction"),
+                Err(error) => {
+                    tracing::warn!(%error, "killSessions failed; the server drops the transaction when its lifetime limit passes")
+                }
             }
-            Err(_) => tracing::warn!(
-                "killSessions did not answer in time; the server drops the transaction when its lifetime limit passes"
-            ),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let task = runtime.spawn(kill);
+                if tokio::time::timeout(CLEAN_UP, task).await.is_err() {
+                    tracing::debug!("killSessions goes on in the background");
+                }
+            }
+            Err(_) => kill.await,
         }
     }
 
@@ -182,6 +191,8 @@ impl TxSession {
             return Commit::Failed(Error::Swallowed(Box::new(Error::from_driver("", failure))));
         }
         let mut tries = 0;
+        // The last answer of a try, kept for a timeout of the next one.
+        let mut last: Option<mongodb::error::Error> = None;
         loop {
             tries += 1;
             let span = tracing::debug_span!("commit", try_number = tries);
@@ -194,7 +205,10 @@ impl TxSession {
                     self.committed();
                     return Commit::Done;
                 }
-                Some(Err(error)) => Error::from(error),
+                Some(Err(error)) => {
+                    last = Some(error.clone());
+                    Error::from(error)
+                }
                 None => {
                     // The try may have reached the server: its outcome is unknown.
                     self.rolled_back();
@@ -206,7 +220,7 @@ impl TxSession {
                              there; the session was killed, so the transaction holds no locks",
                             policy.deadline_limit().unwrap_or_default()
                         ),
-                        last: None,
+                        last: last.map(|error| Box::new(Error::from(error))),
                     });
                 }
             };
