@@ -12,9 +12,12 @@ use mongrove::bson::{Document, doc};
 use mongrove::testkit::FailCommand;
 use mongrove::watch::{
     BoxError, Change, FullDocumentBeforeChangeType, FullDocumentType, MongoTokenStore, OnBadEvent,
-    Operation, Replica, ResumeToken, ResumeTokenStore, RunSummary, StopReason,
+    Operation, Replica, ReplicaOutcome, ResumeToken, ResumeTokenStore, RunSummary, StopReason,
 };
 use mongrove::{Db, Error, Model};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
@@ -579,4 +582,120 @@ async fn batched_saves_write_less_and_redeliver_only_the_unsaved_tail_after_a_cr
         third,
         "nothing redelivered after a graceful stop"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A replica after a restart.
+
+#[tokio::test]
+async fn a_replica_restarted_on_its_copy_converges_when_events_come_again() {
+    let source = crate::common::db().await;
+    let copy = crate::common::db().await;
+    let invoices = source.repo::<Invoice>();
+    invoices.enable_pre_and_post_images().await.unwrap();
+    let f = Invoice::fields();
+    let mut changes = invoices
+        .watch()
+        .full_document_before_change(FullDocumentBeforeChangeType::WhenAvailable)
+        .await
+        .unwrap();
+
+    // Three invoices; Cy's is updated twice and deleted; the others go on changing.
+    let mut ids = Vec::new();
+    for (customer, amount) in [("Ada", 1200), ("Bob", 300), ("Cy", 50)] {
+        ids.push(
+            invoices
+                .insert(&mut invoice(customer, amount))
+                .await
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        invoices
+            .update_one(f.id.eq(*id), f.amount_cents.inc(10))
+            .await
+            .unwrap();
+    }
+    invoices
+        .update_one(f.id.eq(ids[2]), f.status.set("void"))
+        .await
+        .unwrap();
+    let cy = invoices.find_by_id(ids[2]).await.unwrap().unwrap();
+    invoices.delete(&cy).await.unwrap();
+    for id in &ids[..2] {
+        invoices
+            .update_one(f.id.eq(*id), f.status.set("paid"))
+            .await
+            .unwrap();
+    }
+    let mut events = Vec::new();
+    while events.len() < 10 {
+        events.push(
+            timeout(WAIT, changes.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let delete = events
+        .iter()
+        .position(|e| e.operation() == Operation::Delete)
+        .unwrap();
+
+    // ANCHOR: replica-restart
+    // A first run applies everything up to Cy's delete, then the process stops.
+    let mut replica = Replica::new(copy.repo::<Invoice>());
+    for event in &events[..=delete] {
+        replica.apply(event.clone()).await.unwrap();
+    }
+    drop(replica);
+
+    // The next run, on the same copy, gets the events again from before the delete (its
+    // consumer's last saved token), shuffled and some twice, as merged or redelivered
+    // streams do: Cy's late update and delete are stale, not held for ever, and nothing
+    // brings Cy back.
+    let mut again: Vec<_> = events[delete - 3..].to_vec();
+    again.extend(events[delete - 1..=delete].iter().cloned());
+    again.extend(events[..2].iter().cloned());
+    again.shuffle(&mut StdRng::seed_from_u64(7));
+    let mut replica = Replica::new(copy.repo::<Invoice>());
+    for event in again {
+        replica.apply(event).await.unwrap();
+    }
+    assert_eq!(replica.pending(), 0);
+    // ANCHOR_END: replica-restart
+    let documents = |db: Db| async move {
+        db.repo::<Invoice>()
+            .collection()
+            .find(doc! {})
+            .sort(doc! { "_id": 1 })
+            .await
+            .unwrap()
+            .map(|d| d.unwrap())
+            .collect::<Vec<Document>>()
+            .await
+    };
+    let expected = documents(source.db().clone()).await;
+    assert_eq!(expected.len(), 2);
+    assert_eq!(documents(copy.db().clone()).await, expected);
+
+    // Held-back events survive a restart too: Ada's last update comes before the one it
+    // follows, the process stops, and the next run writes it when its turn comes.
+    let other = crate::common::db().await;
+    let mut replica = Replica::new(other.repo::<Invoice>());
+    for (event, outcome) in [
+        (&events[0], ReplicaOutcome::Applied { released: 0 }),
+        (&events[8], ReplicaOutcome::HeldBack),
+    ] {
+        assert_eq!(replica.apply(event.clone()).await.unwrap(), outcome);
+    }
+    drop(replica);
+    let mut replica = Replica::new(other.repo::<Invoice>());
+    assert_eq!(
+        replica.apply(events[3].clone()).await.unwrap(),
+        ReplicaOutcome::Applied { released: 1 }
+    );
+    assert_eq!(replica.pending(), 0);
+    assert_eq!(documents(other.db().clone()).await[..], expected[..1]);
 }
