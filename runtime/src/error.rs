@@ -209,6 +209,31 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The resume-token store of a change-stream consumer failed to load or save a
+    /// subscription's position. `source` is the store's own error (a driver error keeps its
+    /// labels and code: [`Error::has_label`] and [`Error::code`] answer for it).
+    ///
+    /// A consumer rides out resumable store errors (lost connections, elections, ...) for as
+    /// long as its `retry_for` and then returns [`Error::Timeout`] whose `last` is this error;
+    /// other store errors end the run at once with this error. Either way nothing is skipped:
+    /// events whose position was not saved are delivered again by the next run.
+    #[error(
+        "resume-token store `{store}` could not {action} the position of subscription \
+         `{subscription}`: {source}"
+    )]
+    TokenStore {
+        /// Where the tokens are kept: the collection of a
+        /// [`MongoTokenStore`](crate::watch::MongoTokenStore), or what
+        /// [`ResumeTokenStore::describe`](crate::watch::ResumeTokenStore::describe) says.
+        store: String,
+        /// The subscription whose position it was.
+        subscription: String,
+        /// `load` or `save`.
+        action: &'static str,
+        /// The store's error.
+        source: Box<Error>,
+    },
+
     /// The application's own reason to stop, returned from a transaction closure, a tree action
     /// or a saga step with [`Error::custom`]. It aborts the transaction, is never retried, and
     /// comes back unchanged; [`Error::downcast_custom`] gets the original value back.
@@ -394,6 +419,7 @@ impl Error {
             Error::Timeout {
                 last: Some(last), ..
             } => last.has_label(label),
+            Error::TokenStore { source, .. } => source.has_label(label),
             _ => false,
         }
     }
@@ -406,6 +432,7 @@ impl Error {
             Error::Timeout {
                 last: Some(last), ..
             } => last.labels(),
+            Error::TokenStore { source, .. } => source.labels(),
             _ => Vec::new(),
         }
     }
@@ -440,6 +467,7 @@ impl Error {
             Error::Timeout {
                 last: Some(last), ..
             } => last.code(),
+            Error::TokenStore { source, .. } => source.code(),
             _ => None,
         }
     }
@@ -462,6 +490,42 @@ impl Error {
             }
             None => Error::Driver(error),
         }
+    }
+}
+
+/// Whether `error` says that the server could not be reached for a while or is changing roles
+/// (a lost connection, no server to select, an election, a shutdown), so the same operation
+/// may succeed when tried again: what a consumer rides out instead of stopping.
+pub(crate) fn is_outage(error: &Error) -> bool {
+    match error {
+        Error::Driver(e) => is_driver_outage(e),
+        Error::TokenStore { source, .. } => is_outage(source),
+        _ => false,
+    }
+}
+
+/// [`is_outage`] for a driver error.
+pub(crate) fn is_driver_outage(error: &mongodb::error::Error) -> bool {
+    /// Not writable primary, node recovering or shutting down, host unreachable or not found,
+    /// network timeout, socket exception, exceeded time limit, write concern failed, write
+    /// conflict: the codes the driver's retry rules treat as transient, and a few more that
+    /// are transient for an idempotent write of one document.
+    const TRANSIENT_CODES: [i32; 17] = [
+        10107, 13435, 10058, 11600, 11602, 13436, 189, 91, 7, 6, 89, 9001, 134, 262, 64, 112, 50,
+    ];
+    const LABELS: [&str; 3] = [
+        "RetryableWriteError",
+        "ResumableChangeStreamError",
+        "TransientTransactionError",
+    ];
+    if LABELS.iter().any(|label| error.contains_label(label)) {
+        return true;
+    }
+    match error.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. } => true,
+        _ => server_code(error).is_some_and(|code| TRANSIENT_CODES.contains(&code)),
     }
 }
 
@@ -573,6 +637,26 @@ mod tests {
     fn positions_are_shown_in_runs() {
         assert_eq!(show_positions(&[0, 1, 2, 3, 5, 7, 8]), "0..=3, 5, 7, 8");
         assert_eq!(show_positions(&[]), "");
+    }
+
+    #[test]
+    fn outages_are_told_from_lasting_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let network = Error::Driver(mongodb::error::Error::from(ErrorKind::Io(
+            std::sync::Arc::new(io),
+        )));
+        assert!(is_outage(&network));
+        let wrapped = Error::TokenStore {
+            store: "tokens".into(),
+            subscription: "s".into(),
+            action: "save",
+            source: Box::new(network),
+        };
+        assert!(is_outage(&wrapped));
+        assert!(!is_outage(&Error::custom("the disk is full")));
+        assert!(!is_outage(&Error::Driver(mongodb::error::Error::custom(
+            "not a server error"
+        ))));
     }
 
     #[test]

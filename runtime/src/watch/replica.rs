@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
+use futures_util::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf, doc};
 use mongodb::options::FindOneOptions;
 
+use super::change::Event;
 use super::{Change, ChangeKind};
 use crate::error::{Error, Result, server_code};
 use crate::model::{Model, Versioned};
@@ -48,9 +51,17 @@ pub enum ReplicaOutcome {
 /// - Deletes are ordered by the version of their pre-image when the stream asks for pre-images
 ///   ([`Watch::full_document_before_change`](super::Watch::full_document_before_change));
 ///   without one a delete is applied at once.
-/// - Held-back events live in this value's memory ([`Replica::pending`]), and so do the ids of
-///   the documents it deleted, so that a late or repeated event cannot bring a deleted document
-///   back (ids are not reused after a delete). A change stream of one collection delivers each
+/// - **What survives a restart.** The ids of the documents it deleted (tombstones, so that a
+///   late or repeated event cannot bring a deleted document back: ids are not reused after a
+///   delete) and the held-back events ([`Replica::pending`]) are kept in memory *and* in a side
+///   collection of the copy's database, `<collection>_replica_state` (see
+///   [`Replica::state_collection`]): a tombstone is written before the document is deleted, and
+///   a held event before [`Replica::apply`] returns, so before a consumer records its token. A
+///   new `Replica` on the same target loads the held events on its first `apply` (and writes
+///   those that became due), and looks a tombstone up whenever the copy lacks a document. So
+///   events delivered again after a restart — a delete, the events before it, late ones — are
+///   stale, held or applied exactly as they would have been without the restart, and
+///   [`Replica::pending`] returns to 0. A change stream of one collection delivers each
 ///   document's events in version order, so with one source events are only held when a
 ///   consumer re-delivers or merges streams.
 ///
@@ -60,6 +71,11 @@ pub struct Replica<M: Model> {
     target: Repo<M>,
     held: HashMap<Vec<u8>, BTreeMap<i64, Change<M>>>,
     deleted: HashSet<Vec<u8>>,
+    /// Tombstones `{ _id: { deleted: <id> }, version, deletedAt }` and held events
+    /// `{ _id: { held: <id>, version }, event, heldAt }`.
+    state: Collection<Document>,
+    /// Whether the held events of an earlier run have been read from `state`.
+    loaded: bool,
 }
 
 impl<M: Model> std::fmt::Debug for Replica<M> {
@@ -76,6 +92,8 @@ enum Step {
     Write,
     Hold,
     Stale,
+    /// The copy deleted the document earlier: stale, and remembered.
+    Buried,
 }
 
 /// How many times a conditional write is re-evaluated when another writer moved the copy
@@ -88,11 +106,30 @@ impl<M: Model> Replica<M> {
     where
         M: Versioned,
     {
+        let state = target
+            .db()
+            .database()
+            .collection(&format!("{}_replica_state", target.collection().name()));
         Replica {
             target,
             held: HashMap::new(),
             deleted: HashSet::new(),
+            state,
+            loaded: false,
         }
+    }
+
+    /// Keeps tombstones and held events in `collection` instead of
+    /// `<collection>_replica_state` next to the copy. Every `Replica` of the same copy must
+    /// use the same one.
+    pub fn with_state_collection(mut self, collection: Collection<Document>) -> Self {
+        self.state = collection;
+        self
+    }
+
+    /// Where tombstones and held-back events are kept across restarts.
+    pub fn state_collection(&self) -> &Collection<Document> {
+        &self.state
     }
 
     /// The repository the copy is written to.
@@ -105,15 +142,30 @@ impl<M: Model> Replica<M> {
         self.held.values().map(BTreeMap::len).sum()
     }
 
-    /// Forgets the held-back events and the deleted ids (for example after rebuilding the copy
-    /// from a full read).
+    /// Forgets the held-back events and the deleted ids in memory. The state collection keeps
+    /// them: a new `Replica` finds them again. See [`Replica::reset`] to forget them for good.
     pub fn clear_pending(&mut self) {
         self.held.clear();
         self.deleted.clear();
     }
 
+    /// Forgets the held-back events and the deleted ids, in memory and in the state collection
+    /// (for example after rebuilding the copy from a full read).
+    pub async fn reset(&mut self) -> Result<()> {
+        self.clear_pending();
+        self.state
+            .delete_many(doc! {})
+            .await
+            .map_err(|e| self.state_error(e))?;
+        self.loaded = true;
+        Ok(())
+    }
+
     /// Applies one event of the source collection to the copy, or holds it back, or drops it.
     pub async fn apply(&mut self, change: Change<M>) -> Result<ReplicaOutcome> {
+        if !self.loaded {
+            self.load().await?;
+        }
         let Some(id) = change.id() else {
             return Ok(ReplicaOutcome::Ignored);
         };
@@ -125,14 +177,33 @@ impl<M: Model> Replica<M> {
         let order = self.order(&change, &id)?;
         match self.try_apply(&change, &id, order).await? {
             Step::Stale => Ok(ReplicaOutcome::Stale),
+            Step::Buried => {
+                self.bury(key, &id).await?;
+                Ok(ReplicaOutcome::Stale)
+            }
             Step::Hold => {
+                let version = order.unwrap_or(i64::MAX);
+                // Recorded before `apply` returns, so before the consumer records the event's
+                // token: a restart finds it again.
+                self.state
+                    .update_one(
+                        doc! { "_id": { "held": id.clone(), "version": version } },
+                        doc! { "$set": {
+                            "event": Document::try_from(change.raw_event())
+                                .map_err(|e| self.encode_error(&e.to_string()))?,
+                            "heldAt": DateTime::now(),
+                        } },
+                    )
+                    .upsert(true)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
                 let slot = self.held.entry(key).or_default();
                 // The same version twice is the same event delivered twice: keep one.
-                slot.insert(order.unwrap_or(i64::MAX), change);
+                slot.insert(version, change);
                 Ok(ReplicaOutcome::HeldBack)
             }
             Step::Write if matches!(change.kind, ChangeKind::Delete { .. }) => {
-                self.bury(key);
+                self.bury(key, &id).await?;
                 Ok(ReplicaOutcome::Applied { released: 0 })
             }
             Step::Write => {
@@ -157,6 +228,7 @@ impl<M: Model> Replica<M> {
             let due = match local {
                 Some(local) if version <= local => {
                     slot.remove(&version);
+                    self.unhold(id, version).await?;
                     continue;
                 }
                 Some(local) => version == local + 1,
@@ -170,11 +242,18 @@ impl<M: Model> Replica<M> {
             };
             match self.try_apply(&change, id, Some(version)).await? {
                 Step::Write if matches!(change.kind, ChangeKind::Delete { .. }) => {
-                    self.bury(key.to_vec());
+                    self.bury(key.to_vec(), id).await?;
                     return Ok(released + 1);
                 }
-                Step::Write => released += 1,
-                Step::Stale => {}
+                Step::Write => {
+                    self.unhold(id, version).await?;
+                    released += 1;
+                }
+                Step::Stale => self.unhold(id, version).await?,
+                Step::Buried => {
+                    self.bury(key.to_vec(), id).await?;
+                    return Ok(released);
+                }
                 Step::Hold => {
                     if let Some(slot) = self.held.get_mut(key) {
                         slot.insert(version, change);
@@ -189,10 +268,94 @@ impl<M: Model> Replica<M> {
         Ok(released)
     }
 
-    /// Remembers a deleted document; whatever was held for it is stale now.
-    fn bury(&mut self, key: Vec<u8>) {
+    /// Remembers a deleted document (its tombstone is already written); whatever was held for
+    /// it is stale now.
+    async fn bury(&mut self, key: Vec<u8>, id: &Bson) -> Result<()> {
+        self.state
+            .delete_many(doc! { "_id.held": id.clone() })
+            .await
+            .map_err(|e| self.state_error(e))?;
         self.held.remove(&key);
         self.deleted.insert(key);
+        Ok(())
+    }
+
+    /// Forgets a held event that was written or found stale.
+    async fn unhold(&self, id: &Bson, version: i64) -> Result<()> {
+        self.state
+            .delete_one(doc! { "_id": { "held": id.clone(), "version": version } })
+            .await
+            .map_err(|e| self.state_error(e))?;
+        Ok(())
+    }
+
+    /// Reads the events an earlier `Replica` of this copy held back, and writes those that
+    /// have become due meanwhile (their predecessor was written just before a crash).
+    async fn load(&mut self) -> Result<()> {
+        let mut found = self
+            .state
+            .find(doc! { "_id.held": { "$exists": true } })
+            .await
+            .map_err(|e| self.state_error(e))?;
+        let mut ids = Vec::new();
+        while let Some(stored) = found.try_next().await.map_err(|e| self.state_error(e))? {
+            let state = self.state.name().to_owned();
+            let decode = |field: &str, reason: String| Error::Decode {
+                collection: state.clone(),
+                id: stored.get("_id").cloned(),
+                field: field.to_owned(),
+                reason,
+            };
+            let version = stored
+                .get_document("_id")
+                .ok()
+                .and_then(|key| key.get("version"))
+                .and_then(super::change::bson_to_i64)
+                .ok_or_else(|| decode("_id.version", "missing or not an integer".to_owned()))?;
+            let event = stored
+                .get_document("event")
+                .map_err(|e| decode("event", e.to_string()))?;
+            let raw =
+                RawDocumentBuf::from_document(event).map_err(|e| decode("event", e.to_string()))?;
+            let change = Event::parse(&state, raw)?.into_change::<M>(M::COLLECTION)?;
+            let Some(id) = change.id() else {
+                continue;
+            };
+            let id = self.id_bson(id)?;
+            let key = id_key(&id);
+            self.held
+                .entry(key.clone())
+                .or_default()
+                .insert(version, change);
+            ids.push((key, id));
+        }
+        self.loaded = true;
+        for (key, id) in ids {
+            self.release(&key, &id).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the copy deleted this document (a tombstone from this or an earlier run).
+    async fn is_buried(&self, id: &Bson) -> Result<bool> {
+        let found = self
+            .state
+            .find_one(doc! { "_id": { "deleted": id.clone() } })
+            .await
+            .map_err(|e| self.state_error(e))?;
+        Ok(found.is_some())
+    }
+
+    fn state_error(&self, error: mongodb::error::Error) -> Error {
+        Error::from_driver(self.state.name(), error)
+    }
+
+    fn encode_error(&self, reason: &str) -> Error {
+        Error::Encode {
+            collection: self.state.name().to_owned(),
+            what: "a held-back event".to_owned(),
+            reason: reason.to_owned(),
+        }
     }
 
     /// The version an event brings the document to: the document's for inserts and
@@ -227,6 +390,11 @@ impl<M: Model> Replica<M> {
     async fn try_apply(&self, change: &Change<M>, id: &Bson, order: Option<i64>) -> Result<Step> {
         for _ in 0..RACE_ATTEMPTS {
             let local = self.local_version(id).await?;
+            // A document the copy lacks may have been deleted by an earlier run: its late or
+            // repeated events are stale (a tombstone is only looked up here, where it matters).
+            if local.is_none() && self.is_buried(id).await? {
+                return Ok(Step::Buried);
+            }
             let step = decide(&change.kind, local, order);
             if !matches!(step, Step::Write) {
                 return Ok(step);
@@ -297,6 +465,18 @@ impl<M: Model> Replica<M> {
                 Ok(result.matched_count == 1)
             }
             ChangeKind::Delete { .. } => {
+                // The tombstone first: should the process stop between the two writes, the
+                // document is still there and the event (its token not recorded) comes again.
+                // A tombstone is only consulted when the copy lacks the document, so one
+                // written ahead of a delete that then waits changes nothing.
+                self.state
+                    .update_one(
+                        doc! { "_id": { "deleted": id.clone() } },
+                        doc! { "$set": { "version": order, "deletedAt": DateTime::now() } },
+                    )
+                    .upsert(true)
+                    .await
+                    .map_err(|e| self.state_error(e))?;
                 let filter = match order {
                     Some(_) => at_local,
                     None => doc! { "_id": id.clone() },

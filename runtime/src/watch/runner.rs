@@ -14,7 +14,7 @@ use super::{
     Change, EventStream, OpenError, Replica, ResumeToken, ResumeTokenStore, Spec,
     collection_target, is_resumable, stream_error, unless,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, is_outage};
 use crate::model::Model;
 use crate::repo::Repo;
 
@@ -115,6 +115,9 @@ pub struct RunSummary {
     pub skipped: u64,
     /// Times the stream was opened again after a resumable error or an invalidate event.
     pub reopened: u64,
+    /// Writes to the token store (fewer than events with
+    /// [`Consumer::save_tokens_every`]).
+    pub saves: u64,
     /// Why the run ended.
     pub stopped: StopReason,
 }
@@ -139,13 +142,24 @@ pub struct RunSummary {
 ///   without progress; after that the run returns [`Error::Timeout`] with the last error.
 /// - **History lost.** When the stored token is no longer in the oplog the run returns
 ///   [`Error::ChangeHistoryLost`]: events were lost, and only a full re-read can recover.
+/// - **Outages of the token store** are ridden out the same way: a save (or the load at the
+///   start) that fails with a resumable error (a lost connection, no primary, a step-down,
+///   `RetryableWriteError`, ...) is tried again with the same pauses, within the same
+///   `retry_for` without progress. The consumer does not go on before the token is saved, so
+///   none is skipped; if the store stays down, the run returns [`Error::Timeout`] whose last
+///   error is an [`Error::TokenStore`] naming the store, and the next run delivers the events
+///   whose tokens were not saved. Other store errors end the run at once with
+///   [`Error::TokenStore`].
 /// - **Bad events** follow [`OnBadEvent`]; a failing handler stops the run with
-///   [`Error::Handler`], its event not recorded. So does an error of the token store: the event
-///   whose token could not be saved is delivered again by the next run.
+///   [`Error::Handler`], its event not recorded.
+/// - **Batched saves** ([`Consumer::save_tokens_every`]) trade redelivery for fewer writes:
+///   after a crash, up to that many events are delivered again.
 /// - **Invalidate** follows [`OnInvalidate`].
 /// - **Shutdown.** When the shutdown future completes, the run returns
-///   [`StopReason::Shutdown`] at the next point where it waits for the server; a handler call
-///   that has started is finished and its token recorded first.
+///   [`StopReason::Shutdown`] at the next point where it waits for the server (or pauses); a
+///   handler call that has started is finished and the last token is saved first. When that
+///   save fails, the run returns its error instead (and the next run delivers those events
+///   again).
 /// - **Memory** is one batch of events (see [`Watch::batch_size`](super::Watch::batch_size)):
 ///   events are handled one at a time and the next batch is fetched only when the last one is
 ///   done, so a slow handler slows the stream instead of filling a queue.
@@ -157,6 +171,15 @@ pub struct Consumer<M: Model, S> {
     on_bad_event: OnBadEvent,
     on_invalidate: OnInvalidate,
     retry_for: Duration,
+    save_every: SaveEvery,
+}
+
+/// When a [`Consumer`] saves its token: after `events` events, or once the oldest unsaved one
+/// is `delay` old, whichever comes first.
+#[derive(Debug, Clone, Copy)]
+struct SaveEvery {
+    events: u32,
+    delay: Duration,
 }
 
 impl<M: Model, S: Clone> Clone for Consumer<M, S> {
@@ -169,6 +192,7 @@ impl<M: Model, S: Clone> Clone for Consumer<M, S> {
             on_bad_event: self.on_bad_event.clone(),
             on_invalidate: self.on_invalidate,
             retry_for: self.retry_for,
+            save_every: self.save_every,
         }
     }
 }
@@ -181,6 +205,7 @@ impl<M: Model, S> std::fmt::Debug for Consumer<M, S> {
             .field("on_bad_event", &self.on_bad_event)
             .field("on_invalidate", &self.on_invalidate)
             .field("retry_for", &self.retry_for)
+            .field("save_every", &self.save_every)
             .finish()
     }
 }
@@ -188,14 +213,24 @@ impl<M: Model, S> std::fmt::Debug for Consumer<M, S> {
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 
-/// Where a run is: counters, the last recorded token, and how long it has been failing.
+/// Where a run is: counters, the last token it finished with, what of that is not saved yet,
+/// and how long it has been failing.
 struct Progress {
     handled: u64,
     skipped: u64,
     reopened: u64,
+    saves: u64,
+    /// The token of the last event finished with: where a new stream of this run starts.
     token: Option<ResumeToken>,
+    /// Events finished with since the last save (their token is `token`).
+    unsaved: u32,
+    /// When the oldest of them was finished with.
+    unsaved_since: Option<Instant>,
     failing_since: Option<Instant>,
     failures: u32,
+    /// The shutdown future has completed: it must not be polled again, and nothing waits any
+    /// more.
+    stopping: bool,
 }
 
 impl Progress {
@@ -204,6 +239,7 @@ impl Progress {
             handled: self.handled,
             skipped: self.skipped,
             reopened: self.reopened,
+            saves: self.saves,
             stopped,
         }
     }
@@ -242,6 +278,10 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
             on_bad_event: OnBadEvent::default(),
             on_invalidate: OnInvalidate::default(),
             retry_for: Duration::from_secs(60),
+            save_every: SaveEvery {
+                events: 1,
+                delay: Duration::ZERO,
+            },
         }
     }
 
@@ -257,10 +297,29 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
         self
     }
 
-    /// How long to keep reopening the stream after resumable errors without making progress
-    /// (default 60 s).
+    /// How long to keep reopening the stream, or saving the token, after resumable errors
+    /// without making progress (default 60 s).
     pub fn retry_for(mut self, patience: Duration) -> Self {
         self.retry_for = patience;
+        self
+    }
+
+    /// Saves the token after every `events` events, or once the oldest unsaved event was
+    /// finished with `max_delay` ago, whichever comes first, instead of after each event: for
+    /// handlers so fast that the token write would dominate. (The delay is checked as events
+    /// come; when the stream goes quiet, the token is saved at the next empty batch, within
+    /// about a second.) A graceful stop, an invalidate event and a run that ends with an
+    /// error save what is unsaved first.
+    ///
+    /// Delivery stays at least once, with more redelivery: after a crash, up to `events - 1`
+    /// events that were handled but whose token was not saved yet (those of the last
+    /// `max_delay`, at most) are delivered again. `events` of 0 or 1 means every event, the
+    /// default.
+    pub fn save_tokens_every(mut self, events: u32, max_delay: Duration) -> Self {
+        self.save_every = SaveEvery {
+            events: events.max(1),
+            delay: max_delay,
+        };
         self
     }
 
@@ -288,27 +347,56 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
     ) -> Result<RunSummary> {
         let shutdown = std::pin::pin!(shutdown);
         let mut shutdown: Shutdown<'_> = shutdown;
-        let target = collection_target(&self.repo);
         let mut progress = Progress {
             handled: 0,
             skipped: 0,
             reopened: 0,
-            token: self.store.load(&self.subscription).await?,
+            saves: 0,
+            token: None,
+            unsaved: 0,
+            unsaved_since: None,
             failing_since: None,
             failures: 0,
+            stopping: false,
         };
-        loop {
-            let opened = unless(
-                &mut shutdown,
-                EventStream::open(&target, &self.spec, M::COLLECTION, progress.token.clone()),
-            )
+        let ended = self
+            .events(&mut handler, &mut progress, &mut shutdown)
             .await;
+        // Whatever ended the run, the events finished with are saved (one attempt, with the
+        // driver's own retry, since nothing waits any more): with batched saves, a graceful
+        // stop loses no progress, and an error redelivers only the events after the last one
+        // that succeeded.
+        progress.stopping = true;
+        let flushed = self.flush(&mut progress, &mut shutdown).await;
+        let stopped = ended?;
+        flushed?;
+        Ok(progress.summary(stopped))
+    }
+
+    /// The loop of streams of one run: opens, consumes, reopens, until the run stops.
+    async fn events<H: Handler<M>>(
+        &self,
+        handler: &mut H,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<StopReason> {
+        let target = collection_target(&self.repo);
+        progress.token = self.load(progress, shutdown).await?;
+        loop {
+            let opened = self
+                .wait(
+                    progress,
+                    shutdown,
+                    EventStream::open(&target, &self.spec, M::COLLECTION, progress.token.clone()),
+                )
+                .await;
             let mut stream = match opened {
-                None => return Ok(progress.summary(StopReason::Shutdown)),
+                None => return Ok(StopReason::Shutdown),
                 Some(Ok(stream)) => stream,
                 Some(Err(OpenError::Driver(e))) if is_resumable(&e) => {
-                    if !self.pause(&mut progress, e, &mut shutdown).await? {
-                        return Ok(progress.summary(StopReason::Shutdown));
+                    self.pause_stream(progress, e, shutdown).await?;
+                    if progress.stopping {
+                        return Ok(StopReason::Shutdown);
                     }
                     progress.reopened += 1;
                     continue;
@@ -318,21 +406,24 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
             if progress.token.is_none()
                 && let Some(start) = stream.resume_token()
             {
-                self.store.save(&self.subscription, &start).await?;
+                // Recorded at once, batching or not: a crash before the first event must not
+                // move the start to a later "now".
+                self.save(&start, progress, shutdown).await?;
                 progress.token = Some(start);
             }
             let reopen = match self
-                .consume(&mut stream, &mut handler, &mut progress, &mut shutdown)
+                .consume(&mut stream, handler, progress, shutdown)
                 .await?
             {
                 Next::Reopen(reopen) => reopen,
-                Next::Stop(stopped) => return Ok(progress.summary(stopped)),
+                Next::Stop(stopped) => return Ok(stopped),
             };
             drop(stream);
-            if let Reopen::Failed(error) = reopen
-                && !self.pause(&mut progress, error, &mut shutdown).await?
-            {
-                return Ok(progress.summary(StopReason::Shutdown));
+            if let Reopen::Failed(error) = reopen {
+                self.pause_stream(progress, error, shutdown).await?;
+                if progress.stopping {
+                    return Ok(StopReason::Shutdown);
+                }
             }
             progress.reopened += 1;
         }
@@ -347,7 +438,10 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
         shutdown: &mut Shutdown<'_>,
     ) -> Result<Next> {
         loop {
-            let Some(next) = unless(shutdown, stream.next_if_any()).await else {
+            if progress.stopping {
+                return Ok(Next::Stop(StopReason::Shutdown));
+            }
+            let Some(next) = self.wait(progress, shutdown, stream.next_if_any()).await else {
                 return Ok(Next::Stop(StopReason::Shutdown));
             };
             let raw = match next {
@@ -355,11 +449,13 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
                 Ok(None) if stream.is_alive() => {
                     progress.succeeded();
                     // An empty batch: everything before the post-batch token has been handled.
-                    if let Some(latest) = stream.resume_token()
-                        && progress.token.as_ref() != Some(&latest)
-                    {
-                        self.store.save(&self.subscription, &latest).await?;
-                        progress.token = Some(latest);
+                    match stream.resume_token() {
+                        Some(latest) if progress.token.as_ref() != Some(&latest) => {
+                            // It covers the unsaved events too.
+                            self.save(&latest, progress, shutdown).await?;
+                            progress.token = Some(latest);
+                        }
+                        _ => self.flush(progress, shutdown).await?,
                     }
                     continue;
                 }
@@ -374,7 +470,10 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
                 Err(e) => return Err(stream_error(stream.label(), e)),
             };
             progress.succeeded();
-            if self.deliver(raw, handler, progress).await? == Some(Operation::Invalidate) {
+            let operation = self.deliver(raw, handler, progress, shutdown).await?;
+            if operation == Some(Operation::Invalidate) {
+                // The next stream starts after it, or the next run does.
+                self.flush(progress, shutdown).await?;
                 return Ok(match self.on_invalidate {
                     OnInvalidate::Continue => Next::Reopen(Reopen::Invalidated),
                     OnInvalidate::Stop => Next::Stop(StopReason::Invalidated),
@@ -390,6 +489,7 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
         raw: RawDocumentBuf,
         handler: &mut H,
         progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
     ) -> Result<Option<Operation>> {
         let event = match Event::parse(M::COLLECTION, raw.clone()) {
             Ok(event) => event,
@@ -418,9 +518,114 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
                 progress.skipped += 1;
             }
         }
-        self.store.save(&self.subscription, &token).await?;
         progress.token = Some(token);
+        progress.unsaved = progress.unsaved.saturating_add(1);
+        let since = *progress.unsaved_since.get_or_insert_with(Instant::now);
+        if progress.unsaved >= self.save_every.events || since.elapsed() >= self.save_every.delay {
+            self.flush(progress, shutdown).await?;
+        }
         Ok(Some(operation))
+    }
+
+    /// Saves the token of the last event finished with, if it is not saved yet.
+    async fn flush(&self, progress: &mut Progress, shutdown: &mut Shutdown<'_>) -> Result<()> {
+        if progress.unsaved == 0 {
+            return Ok(());
+        }
+        let Some(token) = progress.token.clone() else {
+            return Ok(());
+        };
+        self.save(&token, progress, shutdown).await
+    }
+
+    /// Saves `token`, riding out the store's outages; returns only when it is saved or the
+    /// store has failed for good, so that no token is ever skipped.
+    async fn save(
+        &self,
+        token: &ResumeToken,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<()> {
+        self.with_store("save", progress, shutdown, || {
+            self.store.save(&self.subscription, token)
+        })
+        .await?;
+        progress.saves += 1;
+        progress.unsaved = 0;
+        progress.unsaved_since = None;
+        Ok(())
+    }
+
+    /// Loads the stored position, riding out the store's outages.
+    async fn load(
+        &self,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Option<ResumeToken>> {
+        self.with_store("load", progress, shutdown, || {
+            self.store.load(&self.subscription)
+        })
+        .await
+    }
+
+    /// Runs one store operation until it succeeds, pausing between attempts that fail with an
+    /// outage; other errors, an outage longer than `retry_for`, and a failed attempt after
+    /// shutdown are returned, named after the store.
+    async fn with_store<T, F, Fut>(
+        &self,
+        action: &'static str,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+        mut operation: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        loop {
+            let error = match operation().await {
+                Ok(value) => {
+                    progress.succeeded();
+                    return Ok(value);
+                }
+                Err(error) => Error::TokenStore {
+                    store: self.store.describe(),
+                    subscription: self.subscription.clone(),
+                    action,
+                    source: Box::new(error),
+                },
+            };
+            if !is_outage(&error) || progress.stopping {
+                return Err(error);
+            }
+            let store = self.store.describe();
+            // After a shutdown during this pause, one more attempt is made, and its error
+            // returned: nothing waits any more.
+            self.pause(progress, shutdown, |patience| Error::Timeout {
+                context: format!(
+                    "subscription `{}` could not {action} its resume token in the store `{store}` \
+                     for {patience:?}",
+                    self.subscription
+                ),
+                last: Some(Box::new(error)),
+            })
+            .await?;
+        }
+    }
+
+    /// Waits for `future` unless shutdown fires first (or has fired).
+    async fn wait<T>(
+        &self,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+        future: impl Future<Output = T>,
+    ) -> Option<T> {
+        if progress.stopping {
+            return None;
+        }
+        let value = unless(shutdown, future).await;
+        progress.stopping = value.is_none();
+        value
     }
 
     /// Applies the bad-event policy: the error back for `Stop`, a dead-letter record for `Skip`.
@@ -458,30 +663,43 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
         Ok(())
     }
 
-    /// Waits before reopening after `error`; `Ok(false)` when shutdown fired meanwhile, an error
-    /// when the consumer has failed for longer than `retry_for`.
-    async fn pause(
+    /// Waits before reopening the stream after `error`.
+    async fn pause_stream(
         &self,
         progress: &mut Progress,
         error: mongodb::error::Error,
         shutdown: &mut Shutdown<'_>,
-    ) -> Result<bool> {
+    ) -> Result<()> {
+        self.pause(progress, shutdown, |patience| Error::Timeout {
+            context: format!(
+                "subscription `{}` could not resume its change stream on `{}` for {patience:?}",
+                self.subscription,
+                M::COLLECTION,
+            ),
+            last: Some(Box::new(stream_error(M::COLLECTION, error))),
+        })
+        .await
+    }
+
+    /// Waits before trying again after a resumable failure, or sets `progress.stopping` when
+    /// shutdown fires meanwhile; the error of `give_up` when the consumer has failed for longer
+    /// than `retry_for`. Streams and the store share the one schedule: any success resets it.
+    async fn pause(
+        &self,
+        progress: &mut Progress,
+        shutdown: &mut Shutdown<'_>,
+        give_up: impl FnOnce(Duration) -> Error,
+    ) -> Result<()> {
         let since = *progress.failing_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.retry_for {
-            return Err(Error::Timeout {
-                context: format!(
-                    "subscription `{}` could not resume its change stream on `{}` for {:?}",
-                    self.subscription,
-                    M::COLLECTION,
-                    self.retry_for
-                ),
-                last: Some(Box::new(stream_error(M::COLLECTION, error))),
-            });
+            return Err(give_up(self.retry_for));
         }
         let pause = FIRST_PAUSE
             .saturating_mul(1 << progress.failures.min(10))
             .min(LONGEST_PAUSE);
         progress.failures = progress.failures.saturating_add(1);
-        Ok(unless(shutdown, tokio::time::sleep(pause)).await.is_some())
+        self.wait(progress, shutdown, tokio::time::sleep(pause))
+            .await;
+        Ok(())
     }
 }

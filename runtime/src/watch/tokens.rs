@@ -28,6 +28,11 @@ pub trait ResumeTokenStore: Send + Sync {
     async fn save(&self, subscription: &str, token: &ResumeToken) -> Result<()>;
     /// Forgets `subscription`'s position: its next run starts from the present.
     async fn clear(&self, subscription: &str) -> Result<()>;
+    /// Where the tokens are kept, for error messages ([`Error::TokenStore`]): a collection
+    /// name, a file, ... By default the store's type name.
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().to_owned()
+    }
 }
 // ANCHOR_END: store-trait
 
@@ -43,6 +48,10 @@ impl<S: ResumeTokenStore + ?Sized> ResumeTokenStore for Arc<S> {
 
     async fn clear(&self, subscription: &str) -> Result<()> {
         (**self).clear(subscription).await
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
     }
 }
 
@@ -80,6 +89,10 @@ impl ResumeTokenStore for MemoryTokenStore {
     async fn clear(&self, subscription: &str) -> Result<()> {
         self.with(|tokens| tokens.remove(subscription));
         Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_owned()
     }
 }
 
@@ -163,5 +176,10 @@ impl ResumeTokenStore for MongoTokenStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    /// The collection's name.
+    fn describe(&self) -> String {
+        self.collection.name().to_owned()
     }
 }
