@@ -38,6 +38,7 @@ use futures_util::future::BoxFuture;
 use tracing::Instrument;
 
 use crate::db::Db;
+pub use crate::error::report::{Failure, Report, Stage};
 use crate::error::{Error, Result};
 use crate::retry;
 use crate::session::ambient;
@@ -133,80 +134,6 @@ impl Store {
             Some(name) if node.owner == self.owner => name.clone(),
             _ => "(a node of another tree or saga)".to_owned(),
         }
-    }
-}
-
-/// Where a failure happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Stage {
-    /// The node's action (or saga step) failed.
-    Action,
-    /// The node's commit failed.
-    Commit,
-    /// The node's compensation failed: what it committed stays.
-    Compensation,
-}
-
-/// One failure in a [`Report`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Failure {
-    /// The node or step.
-    pub node: String,
-    /// What it was doing.
-    pub stage: Stage,
-    /// The error.
-    pub error: Error,
-}
-
-/// What a transaction tree or a saga did before it failed, in [`Error::PartiallyCommitted`] and
-/// [`Error::SagaFailed`].
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct Report {
-    /// Nodes (or steps) whose writes were committed, in commit order.
-    pub committed: Vec<String>,
-    /// Committed nodes whose compensation ran successfully, in the order it ran.
-    pub compensated: Vec<String>,
-    /// Nodes whose transaction was aborted: nothing of theirs was written.
-    pub aborted: Vec<String>,
-    /// Nodes whose commit outcome is unknown (the commit may or may not have happened).
-    pub uncertain: Vec<String>,
-    /// What failed: the action or commit that started it all, then any compensation that failed.
-    pub failures: Vec<Failure>,
-}
-
-impl Report {
-    /// Committed nodes that were not compensated: their writes stay, and need attention.
-    pub fn not_compensated(&self) -> Vec<&str> {
-        self.committed
-            .iter()
-            .filter(|name| !self.compensated.contains(name))
-            .map(String::as_str)
-            .collect()
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "committed {:?}, compensated {:?}, aborted {:?}",
-            self.committed, self.compensated, self.aborted
-        )?;
-        if !self.uncertain.is_empty() {
-            write!(f, ", commit outcome unknown {:?}", self.uncertain)?;
-        }
-        for failure in &self.failures {
-            let stage = match failure.stage {
-                Stage::Action => "action",
-                Stage::Commit => "commit",
-                Stage::Compensation => "compensation",
-            };
-            write!(f, "; {} {stage} failed: {}", failure.node, failure.error)?;
-        }
-        Ok(())
     }
 }
 

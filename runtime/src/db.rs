@@ -7,8 +7,6 @@ use mongodb::{Client, ClientSession, Database};
 use mongodb::bson::{Bson, doc};
 
 use crate::error::{Error, Result};
-use crate::model::Model;
-use crate::repo::Repo;
 
 /// A MongoDB database seen through mongrove. Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -61,19 +59,6 @@ impl Db {
             database: self.client.database(name),
             hello: self.hello.clone(),
         }
-    }
-
-    /// The typed repository of model `M`.
-    ///
-    /// The repository is not tied to a session when it is made: each of its operations, when it
-    /// runs, joins the transaction scope running on the current task if that scope belongs to
-    /// this `Db` (a clone, one made with [`Db::with_database`]) or to the same driver client
-    /// (`Db::new(db.client().clone(), ...)`), exactly as a repository from
-    /// [`Tx::repo`](crate::Tx::repo) would. A repository kept in a service struct and used
-    /// inside `db.transaction(...)` therefore writes inside the transaction: a forgotten
-    /// session cannot write outside it. Elsewhere it runs without a session.
-    pub fn repo<M: Model>(&self) -> Repo<M> {
-        Repo::new(self.clone(), None)
     }
 
     /// Starts a session, for operations given one with `.session(&mut session)`.

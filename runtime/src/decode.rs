@@ -76,7 +76,7 @@ fn decode_error(collection: &str, id: Option<Bson>, path: String, reason: String
     };
     Error::Decode {
         collection: collection.to_owned(),
-        id,
+        id: id.map(Into::into),
         field,
         reason,
     }
@@ -94,7 +94,7 @@ pub(crate) fn encode<T: Serialize>(collection: &str, value: &T) -> Result<Docume
 fn depth_error(collection: &str, id: Option<Bson>, path: String) -> Error {
     Error::Decode {
         collection: collection.to_owned(),
-        id,
+        id: id.map(Into::into),
         field: path,
         reason: format!(
             "the document is nested more than {MAX_DEPTH} levels deep here; mongrove does not \
@@ -113,7 +113,7 @@ fn check_raw_depth(collection: &str, raw: &RawDocument) -> Result<()> {
     };
     let malformed = |e: bson::raw::Error| Error::Decode {
         collection: collection.to_owned(),
-        id: id(),
+        id: id().map(Into::into),
         field: ".".to_owned(),
         reason: format!("malformed BSON: {e}"),
     };

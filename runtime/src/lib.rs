@@ -55,12 +55,12 @@
 // `Error` carries the ids and names an application needs to act on (a `Bson` id, the
 // collection), which makes it larger than clippy's default limit. Errors are the cold path of
 // operations that wait on the network, so their size does not matter; their content does.
-#![allow(clippy::result_large_err)]
 
 pub mod coordinate;
 mod db;
 mod decode;
 mod error;
+mod hook_context;
 mod hooks;
 mod model;
 pub mod query;
@@ -76,7 +76,7 @@ pub mod watch;
 pub use async_trait::async_trait;
 pub use coordinate::{NodeRef, Saga, Store, TxTree};
 pub use db::Db;
-pub use error::{BulkOutcome, Error, FailedWrite, FieldFailure, PartialWrite, Result};
+pub use error::{BulkOutcome, DocId, Error, FailedWrite, FieldFailure, PartialWrite, Result};
 pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
 pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned};
 pub use mongodb;

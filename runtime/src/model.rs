@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use futures_util::future::BoxFuture;
 
 use crate::error::FieldFailure;
-use crate::hooks::{HookContext, HookPoint, HookResult, UpdateSpec};
+use crate::hook_context::{HookContext, HookPoint, HookResult, UpdateSpec};
 
 /// A struct stored as the documents of one collection. Implemented by `#[derive(Model)]` only.
 ///

@@ -322,6 +322,7 @@ pub(crate) async fn pause(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mongodb::bson::Bson;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -436,7 +437,7 @@ mod tests {
     fn which_errors_are_retried() {
         let conflict = Error::VersionConflict {
             collection: "c".into(),
-            id: 1.into(),
+            id: Bson::Int32(1).into(),
             expected: 0,
             found: 1,
         };
@@ -454,7 +455,7 @@ mod tests {
     fn conflict() -> Error {
         Error::VersionConflict {
             collection: "c".into(),
-            id: 1.into(),
+            id: Bson::Int32(1).into(),
             expected: 0,
             found: 1,
         }

@@ -322,7 +322,7 @@ async fn a_bad_event_stops_the_consumer_unless_it_is_told_to_skip_and_record() {
             ..
         } => {
             assert_eq!(collection, "parcels");
-            assert_eq!(id, &Some(Bson::ObjectId(bad)));
+            assert_eq!(id.as_deref(), Some(&Bson::ObjectId(bad)));
             assert_eq!(field, "weight");
         }
         other => panic!("expected a decode error, got {other:?}"),

@@ -29,9 +29,32 @@ pub use versioned::{Applied, ApplyIfCurrent, Modify};
 
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::hook_context::HookContext;
 use crate::model::Model;
 use crate::query::{EncodeProblem, IntoFilter, Update};
 use crate::session::{Bound, SessionSlot};
+
+impl Db {
+    /// The typed repository of model `M`.
+    ///
+    /// The repository is not tied to a session when it is made: each of its operations, when it
+    /// runs, joins the transaction scope running on the current task if that scope belongs to
+    /// this `Db` (a clone, one made with [`Db::with_database`]) or to the same driver client
+    /// (`Db::new(db.client().clone(), ...)`), exactly as a repository from
+    /// [`Tx::repo`](crate::Tx::repo) would. A repository kept in a service struct and used
+    /// inside `db.transaction(...)` therefore writes inside the transaction: a forgotten
+    /// session cannot write outside it. Elsewhere it runs without a session.
+    pub fn repo<M: Model>(&self) -> Repo<M> {
+        Repo::new(self.clone(), None)
+    }
+}
+
+impl HookContext<'_> {
+    /// A repository that writes in the caller's transaction scope, if there is one.
+    pub fn repo<X: Model>(&self) -> Repo<X> {
+        Repo::new(self.db().clone(), self.shared.clone())
+    }
+}
 
 /// The typed repository of model `M`, from [`Db::repo`].
 pub struct Repo<M> {

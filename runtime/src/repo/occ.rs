@@ -36,7 +36,7 @@ pub(crate) fn with_version(mut filter: Document, field: &str, expected: i64) -> 
 pub(crate) fn stored_version<M: Model>(doc: &Document, field: &str) -> Result<i64> {
     let not_an_integer = |what: String| Error::Decode {
         collection: M::COLLECTION.to_owned(),
-        id: doc.get("_id").cloned(),
+        id: doc.get("_id").cloned().map(Into::into),
         field: field.to_owned(),
         reason: format!("the stored version is {what}, not an integer"),
     };
@@ -86,7 +86,7 @@ pub(crate) async fn explain_miss<M: Model>(
     crate::session::ledger().observed(repo.db.name(), M::COLLECTION, &id, found);
     Ok(Miss::Conflict(Error::VersionConflict {
         collection: M::COLLECTION.to_owned(),
-        id,
+        id: id.into(),
         expected,
         found,
     }))
@@ -100,9 +100,9 @@ pub(crate) async fn missing_or_conflict<M: Model>(
     id: Bson,
     expected: Option<i64>,
 ) -> Error {
-    let not_found = |id| Error::NotFound {
+    let not_found = |id: Bson| Error::NotFound {
         collection: M::COLLECTION.to_owned(),
-        id: Some(id),
+        id: Some(id.into()),
     };
     let Some(expected) = expected else {
         return not_found(id);

@@ -203,7 +203,7 @@ impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> Modify<'a, M, F> {
         };
         let mut doc = loaded.ok_or_else(|| Error::NotFound {
             collection: M::COLLECTION.to_owned(),
-            id: mongodb::bson::to_bson(&self.id).ok(),
+            id: mongodb::bson::to_bson(&self.id).ok().map(Into::into),
         })?;
         (self.change)(&mut doc);
         let save = repo.save(&mut doc);

@@ -430,7 +430,7 @@ impl Event {
         })?;
         bson::from_bson(id.clone()).map_err(|e| Error::Decode {
             collection: collection.to_owned(),
-            id: Some(id),
+            id: Some(id.into()),
             field: "_id".to_owned(),
             reason: e.to_string(),
         })
@@ -446,7 +446,7 @@ impl Event {
             Ok(None) => Ok(None),
             Err(e) => Err(Error::Decode {
                 collection: collection.to_owned(),
-                id: self.document_id(),
+                id: self.document_id().map(Into::into),
                 field: key.to_owned(),
                 reason: format!("malformed BSON: {e}"),
             }),
@@ -457,7 +457,7 @@ impl Event {
         self.document::<M>(collection, key)?
             .ok_or_else(|| Error::Decode {
                 collection: collection.to_owned(),
-                id: self.document_id(),
+                id: self.document_id().map(Into::into),
                 field: key.to_owned(),
                 reason: format!("the {} event has no {key}", self.header.operation_type),
             })

@@ -302,7 +302,7 @@ impl<M: Model> Replica<M> {
             let state = self.state.name().to_owned();
             let decode = |field: &str, reason: String| Error::Decode {
                 collection: state.clone(),
-                id: stored.get("_id").cloned(),
+                id: stored.get("_id").cloned().map(Into::into),
                 field: field.to_owned(),
                 reason,
             };
@@ -370,7 +370,7 @@ impl<M: Model> Replica<M> {
                 Some(version) => Ok(Some(version)),
                 None => Err(Error::Decode {
                     collection: M::COLLECTION.to_owned(),
-                    id: Some(id.clone()),
+                    id: Some(id.clone().into()),
                     field: M::VERSION_FIELD.unwrap_or("version").to_owned(),
                     reason: "the update event does not set the version, so it cannot be put in \
                              order; write to the source through mongrove, or bump the version in \
@@ -494,7 +494,7 @@ impl<M: Model> Replica<M> {
             Ok(document) => Ok(document.to_raw_document_buf()),
             Err(e) => Err(Error::Decode {
                 collection: M::COLLECTION.to_owned(),
-                id: Some(id.clone()),
+                id: Some(id.clone().into()),
                 field: "fullDocument".to_owned(),
                 reason: e.to_string(),
             }),

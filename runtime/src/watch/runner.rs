@@ -14,7 +14,7 @@ use super::{
     Change, EventStream, OpenError, Replica, ResumeToken, ResumeTokenStore, Spec,
     collection_target, is_resumable, stream_error, unless,
 };
-use crate::error::{Error, Result, is_outage};
+use crate::error::{DocId, Error, Result, is_outage};
 use crate::model::Model;
 use crate::repo::Repo;
 
@@ -639,7 +639,10 @@ impl<M: Model, S: ResumeTokenStore> Consumer<M, S> {
             return Err(error);
         };
         let (id, field) = match &error {
-            Error::Decode { id, field, .. } => (id.clone().unwrap_or(Bson::Null), field.clone()),
+            Error::Decode { id, field, .. } => (
+                id.clone().map_or(Bson::Null, DocId::into_bson),
+                field.clone(),
+            ),
             _ => (Bson::Null, String::new()),
         };
         let token = token

@@ -140,7 +140,7 @@ impl ResumeTokenStore for MongoTokenStore {
         };
         let decode_error = |reason: String| Error::Decode {
             collection: self.collection.name().to_owned(),
-            id: Some(Bson::String(subscription.to_owned())),
+            id: Some(Bson::String(subscription.to_owned()).into()),
             field: "token".to_owned(),
             reason,
         };

@@ -39,7 +39,7 @@ pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<Document> {
 pub(crate) fn inserted<M: Model>(doc: &mut M, id: Bson, now: DateTime) -> Result<M::Id> {
     let id: M::Id = bson::from_bson(id.clone()).map_err(|e| Error::Decode {
         collection: M::COLLECTION.to_owned(),
-        id: Some(id),
+        id: Some(id.into()),
         field: "_id".to_owned(),
         reason: e.to_string(),
     })?;
@@ -259,7 +259,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
             .map(|id| {
                 bson::from_bson(id.clone()).map_err(|e| Error::Decode {
                     collection: M::COLLECTION.to_owned(),
-                    id: Some(id),
+                    id: Some(id.into()),
                     field: "_id".to_owned(),
                     reason: e.to_string(),
                 })

@@ -1,9 +1,20 @@
-//! The one error type of mongrove.
+//! The one error type of mongrove, at the bottom of the crate: every other module may use it,
+//! it uses none of them. What a failed batch or tree reports lives in [`report`]; reading the
+//! driver's errors, in `driver`.
 
 use std::fmt;
 
 use mongodb::bson::Bson;
-use mongodb::error::{ErrorKind, WriteFailure};
+
+mod driver;
+mod id;
+pub mod report;
+
+use driver::{duplicate_key_message, parse_collection, parse_duplicate_key};
+pub(crate) use driver::{is_outage, server_code, write_error};
+pub use id::DocId;
+use report::Report;
+pub use report::{BulkOutcome, FailedWrite, PartialWrite};
 
 /// The result type of every fallible mongrove operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -17,12 +28,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No document matched where one was required.
-    #[error("no document in `{collection}` with _id {}", show_id(.id.as_ref()))]
+    #[error("no document in `{collection}` with _id {}", show_id(.id.as_deref()))]
     NotFound {
         /// The collection that was searched.
         collection: String,
         /// The id that was looked for, when the operation was by id.
-        id: Option<Bson>,
+        id: Option<DocId>,
     },
 
     /// The stored document has another version than the one the write expected: somebody else
@@ -34,7 +45,7 @@ pub enum Error {
         /// The collection of the document.
         collection: String,
         /// The document's `_id`.
-        id: Bson,
+        id: DocId,
         /// The version the write was based on.
         expected: i64,
         /// The version stored now. (When the document is gone the error is [`Error::NotFound`].)
@@ -75,13 +86,13 @@ pub enum Error {
     /// A stored document does not fit the model any more (a missing field, a wrong type).
     #[error(
         "cannot decode document {} of `{collection}`: field `{field}`: {reason}",
-        show_id(.id.as_ref())
+        show_id(.id.as_deref())
     )]
     Decode {
         /// The collection the document came from.
         collection: String,
         /// The document's `_id`, when it has one.
-        id: Option<Bson>,
+        id: Option<DocId>,
         /// The path of the offending field, such as `items[2].qty`, or `.` for the whole document.
         field: String,
         /// What serde reported.
@@ -223,8 +234,7 @@ pub enum Error {
     )]
     TokenStore {
         /// Where the tokens are kept: the collection of a
-        /// [`MongoTokenStore`](crate::watch::MongoTokenStore), or what
-        /// [`ResumeTokenStore::describe`](crate::watch::ResumeTokenStore::describe) says.
+        /// `watch::MongoTokenStore`, or what `watch::ResumeTokenStore::describe` says.
         store: String,
         /// The subscription whose position it was.
         subscription: String,
@@ -255,12 +265,12 @@ pub enum Error {
     /// were compensated, which were aborted and what failed. Nodes committed but not
     /// compensated (no compensation, or a compensation that failed) need attention.
     #[error("transaction tree partially committed: {0}")]
-    PartiallyCommitted(Box<crate::coordinate::Report>),
+    PartiallyCommitted(Box<Report>),
 
     /// A saga step failed; the steps that had completed were compensated in reverse order. The
     /// report says which steps completed, which were compensated, and what failed.
     #[error("saga failed: {0}")]
-    SagaFailed(Box<crate::coordinate::Report>),
+    SagaFailed(Box<Report>),
 
     /// A tree action or saga step asked the store for the result of a node that has not run
     /// before it. Make that node an ancestor or an earlier sibling (or an earlier saga step).
@@ -274,107 +284,13 @@ pub enum Error {
     },
 
     /// The test kit could not provide a server (only from `mongrove::testkit`).
+    #[cfg(feature = "testkit")]
     #[error("test server: {0}")]
     Testkit(String),
 
     /// An error from the MongoDB driver that mongrove passes on unchanged.
     #[error(transparent)]
     Driver(#[from] mongodb::error::Error),
-}
-
-/// What [`Error::PartialWrite`] reports.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct PartialWrite {
-    /// The collection written to.
-    pub collection: String,
-    /// The operation: `insert_many` or `bulk_write`.
-    pub operation: &'static str,
-    /// How many positions the batch had.
-    pub total: usize,
-    /// The positions that were written, in order.
-    pub written: Vec<usize>,
-    /// The positions that failed, each with its cause (`DuplicateKey`, `VersionConflict`,
-    /// `WriteFailed`, `NotFound`, ...).
-    pub failed: Vec<FailedWrite>,
-    /// The positions never sent, because an ordered batch stops at its first failure.
-    pub not_attempted: Vec<usize>,
-    /// What the written positions did: counts, and the ids of inserted documents.
-    pub outcome: BulkOutcome,
-}
-
-/// One failed position of a [`PartialWrite`].
-#[derive(Debug)]
-pub struct FailedWrite {
-    /// The position in the batch.
-    pub index: usize,
-    /// Why it failed.
-    pub error: Error,
-}
-
-/// What a bulk write did, summed over the batch.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BulkOutcome {
-    /// Documents inserted.
-    pub inserted: u64,
-    /// Documents matched by updates and replacements.
-    pub matched: u64,
-    /// Documents changed by updates and replacements.
-    pub modified: u64,
-    /// Documents deleted.
-    pub deleted: u64,
-    /// `(position in the batch, _id)` of every inserted or upserted document.
-    pub ids: Vec<(usize, Bson)>,
-}
-
-impl fmt::Display for PartialWrite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` on `{}` wrote {} of {} positions",
-            self.operation,
-            self.collection,
-            self.written.len(),
-            self.total
-        )?;
-        if !self.written.is_empty() {
-            write!(f, " ({})", show_positions(&self.written))?;
-        }
-        for failure in &self.failed {
-            write!(f, "; position {} failed: {}", failure.index, failure.error)?;
-        }
-        if !self.not_attempted.is_empty() {
-            write!(
-                f,
-                "; not attempted: {}",
-                show_positions(&self.not_attempted)
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// `0, 1, 2, 5` with long runs shortened to `0..=999`.
-fn show_positions(positions: &[usize]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < positions.len() {
-        let start = positions[i];
-        let mut end = start;
-        while i + 1 < positions.len() && positions[i + 1] == end + 1 {
-            end += 1;
-            i += 1;
-        }
-        parts.push(if end > start + 1 {
-            format!("{start}..={end}")
-        } else if end == start + 1 {
-            format!("{start}, {end}")
-        } else {
-            start.to_string()
-        });
-        i += 1;
-    }
-    parts.join(", ")
 }
 
 /// One failing field of [`Error::Validation`].
@@ -493,129 +409,11 @@ impl Error {
     }
 }
 
-/// Whether `error` says that the server could not be reached for a while or is changing roles
-/// (a lost connection, no server to select, an election, a shutdown), so the same operation
-/// may succeed when tried again: what a consumer rides out instead of stopping.
-pub(crate) fn is_outage(error: &Error) -> bool {
-    match error {
-        Error::Driver(e) => is_driver_outage(e),
-        Error::TokenStore { source, .. } => is_outage(source),
-        _ => false,
-    }
-}
-
-/// [`is_outage`] for a driver error.
-pub(crate) fn is_driver_outage(error: &mongodb::error::Error) -> bool {
-    /// Not writable primary, node recovering or shutting down, host unreachable or not found,
-    /// network timeout, socket exception, exceeded time limit, write concern failed, write
-    /// conflict: the codes the driver's retry rules treat as transient, and a few more that
-    /// are transient for an idempotent write of one document.
-    const TRANSIENT_CODES: [i32; 17] = [
-        10107, 13435, 10058, 11600, 11602, 13436, 189, 91, 7, 6, 89, 9001, 134, 262, 64, 112, 50,
-    ];
-    const LABELS: [&str; 3] = [
-        "RetryableWriteError",
-        "ResumableChangeStreamError",
-        "TransientTransactionError",
-    ];
-    if LABELS.iter().any(|label| error.contains_label(label)) {
-        return true;
-    }
-    match error.kind.as_ref() {
-        ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::ServerSelection { .. } => true,
-        _ => server_code(error).is_some_and(|code| TRANSIENT_CODES.contains(&code)),
-    }
-}
-
-/// The server's error code carried by a driver error, if any.
-pub(crate) fn server_code(error: &mongodb::error::Error) -> Option<i32> {
-    match error.kind.as_ref() {
-        ErrorKind::Command(e) => Some(e.code),
-        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
-        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => Some(e.code),
-        ErrorKind::InsertMany(e) => e
-            .write_errors
-            .as_ref()
-            .and_then(|errors| errors.first())
-            .map(|e| e.code),
-        _ => None,
-    }
-}
-
-const DUPLICATE_KEY: i32 = 11000;
-
-fn duplicate_key_message(error: &mongodb::error::Error) -> Option<&str> {
-    match error.kind.as_ref() {
-        ErrorKind::Command(e) if e.code == DUPLICATE_KEY => Some(&e.message),
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => {
-            Some(&e.message)
-        }
-        ErrorKind::InsertMany(e) => e
-            .write_errors
-            .as_ref()?
-            .iter()
-            .find(|e| e.code == DUPLICATE_KEY)
-            .map(|e| e.message.as_str()),
-        _ => None,
-    }
-}
-
-/// The error of one failed write of a batch: a duplicate key, or the server's code and message.
-pub(crate) fn write_error(collection: &str, index: usize, code: i32, message: &str) -> Error {
-    if code == DUPLICATE_KEY {
-        let (index, key) = parse_duplicate_key(message);
-        Error::DuplicateKey {
-            collection: collection.to_owned(),
-            index,
-            key,
-        }
-    } else {
-        Error::WriteFailed {
-            collection: collection.to_owned(),
-            index,
-            code,
-            message: message.to_owned(),
-        }
-    }
-}
-
-/// The collection named in an E11000 message (`collection: app.users index: ...`).
-fn parse_collection(message: &str) -> Option<String> {
-    let (_, rest) = message.split_once("collection: ")?;
-    let namespace = rest.split_whitespace().next()?;
-    Some(
-        namespace
-            .split_once('.')
-            .map_or(namespace, |(_, c)| c)
-            .to_owned(),
-    )
-}
-
-/// Reads the index name and key out of the server's E11000 message:
-/// `E11000 duplicate key error collection: db.users index: email_1 dup key: { email: "a" }`.
-pub(crate) fn parse_duplicate_key(message: &str) -> (String, String) {
-    let index = message
-        .split_once(" index: ")
-        .map(|(_, rest)| {
-            rest.split(" dup key")
-                .next()
-                .unwrap_or(rest)
-                .trim()
-                .to_owned()
-        })
-        .unwrap_or_else(|| "(unknown)".to_owned());
-    let key = message
-        .split_once("dup key: ")
-        .map(|(_, rest)| rest.trim().to_owned())
-        .unwrap_or_else(|| message.to_owned());
-    (index, key)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::driver::parse_duplicate_key;
     use super::*;
+    use mongodb::error::ErrorKind;
 
     #[test]
     fn duplicate_key_message_is_parsed() {
@@ -631,12 +429,6 @@ mod tests {
         let (index, key) = parse_duplicate_key("E11000 something new");
         assert_eq!(index, "(unknown)");
         assert_eq!(key, "E11000 something new");
-    }
-
-    #[test]
-    fn positions_are_shown_in_runs() {
-        assert_eq!(show_positions(&[0, 1, 2, 3, 5, 7, 8]), "0..=3, 5, 7, 8");
-        assert_eq!(show_positions(&[]), "");
     }
 
     #[test]
@@ -663,7 +455,7 @@ mod tests {
     fn version_conflict_says_both_versions() {
         let error = Error::VersionConflict {
             collection: "tickets".into(),
-            id: Bson::Int32(7),
+            id: Bson::Int32(7).into(),
             expected: 0,
             found: 1,
         };
