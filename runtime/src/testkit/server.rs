@@ -138,7 +138,9 @@ struct Reported {
 /// The shell reports on stdout (`mongrove: pid <pid>` when `mongod` starts, `mongrove: exited
 /// <status>` when it ends), and a `start` line on stdin starts `mongod` again (after a kill) with
 /// the same arguments, so the same port and dbpath. The pid file lives only while that `mongod`
-/// runs, so the shell never signals a process id that is no longer its `mongod`'s.
+/// runs, so the shell never signals a process id that is no longer its `mongod`'s. Its files are
+/// deleted as soon as it is gone, so it is stopped with SIGKILL: a clean shutdown (seconds, for
+/// a replica set member) would save nothing.
 const SUPERVISOR: &str = r#"dbpath="$1"; shift
 pidfile="$dbpath/mongrove-supervised.pid"
 run() {
@@ -152,7 +154,7 @@ run() {
   echo "mongrove: exited $status"
 }
 stop() {
-  if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null; fi
+  if [ -s "$pidfile" ]; then kill -9 "$(cat "$pidfile")" 2>/dev/null; fi
 }
 trap stop INT TERM HUP
 run "$@" &
@@ -202,15 +204,7 @@ impl Member {
                 "0.25",
             ]);
         if replica_set {
-            command.args([
-                "--replSet",
-                SET_NAME,
-                "--oplogSize",
-                "256",
-                // Stopping a member: do not wait the default 15 s for a secondary to catch up.
-                "--setParameter",
-                "shutdownTimeoutMillisForSignaledShutdown=500",
-            ]);
+            command.args(["--replSet", SET_NAME, "--oplogSize", "256"]);
         }
         let mut shell = command
             .stdin(Stdio::piped())
