@@ -18,11 +18,9 @@ use mongrove::{Db, Error, Filter, Model, TxOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
-#[allow(dead_code)]
-#[path = "../../examples/transfers.rs"]
-mod transfers_example;
-
-use transfers_example::{Account, InsufficientFunds, Xorshift, balances, open_accounts};
+use crate::transactions::transfers_example::{
+    self, Account, InsufficientFunds, Xorshift, balances, open_accounts,
+};
 
 /// The replica set of this module: three members, started on first use.
 async fn cluster() -> &'static Server {
