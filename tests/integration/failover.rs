@@ -455,14 +455,15 @@ async fn one_db_keeps_writing_through_a_step_down() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     stop.store(true, Ordering::Relaxed);
     let written = writer.await.expect("the writer");
-    // The driver found the new primary and retried the interrupted write there itself.
+    // The driver found the new primary and retried the interrupted write there itself: no
+    // error, or a transient one, and no wait anywhere near the 30 s of server selection.
     assert!(
         written.failed.len() <= 2,
         "at most transient errors: {:?}",
         written.failed
     );
     assert!(
-        written.longest_gap < Duration::from_secs(5),
+        written.longest_gap < Duration::from_secs(10),
         "writes went on within seconds (longest wait {:?})",
         written.longest_gap
     );

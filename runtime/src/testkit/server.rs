@@ -433,10 +433,7 @@ impl Server {
             let hosts: Vec<String> = server.members.iter().map(Member::host).collect();
             format!("mongodb://{}/?replicaSet={SET_NAME}", hosts.join(","))
         } else {
-            format!(
-                "mongodb://127.0.0.1:{}/?directConnection=true",
-                server.members[0].port
-            )
+            server.member_uri(0)?
         };
         Ok(server)
     }
@@ -492,7 +489,7 @@ impl Server {
                 return Err(Error::Testkit(format!(
                     "the replica set did not settle in {START_TIMEOUT:?}: {primaries} primary, {secondaries} secondaries of {}; the end of member 0's log: {}",
                     self.members.len(),
-                    self.members[0].log_tail()
+                    self.member(0).map(Member::log_tail).unwrap_or_default()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -626,8 +623,9 @@ impl Server {
                 _ => {}
             }
             if Instant::now() > deadline {
-                let running: Vec<usize> = (0..self.members.len())
-                    .filter(|&i| self.members[i].running())
+                let running: Vec<usize> = (self.members.iter().enumerate())
+                    .filter(|(_, member)| member.running())
+                    .map(|(index, _)| index)
                     .collect();
                 return Err(Error::Testkit(format!(
                     "no member became primary in {ELECTION_TIMEOUT:?} (running members: {running:?}; a majority of {} must run)",
