@@ -5,6 +5,7 @@ mod common;
 mod consumers;
 mod coordinate;
 mod embedded_validation;
+mod failover;
 mod hooks;
 mod hostile_values;
 mod indexes;

@@ -193,3 +193,61 @@ fn no_mongod_outlives_a_panicking_test() {
         "mongod at {uri} outlived the panicking test process"
     );
 }
+
+#[test]
+fn topologies_count_their_members() {
+    assert_eq!(Topology::replica_set(1), Topology::ReplicaSet);
+    assert_eq!(Topology::replica_set(0), Topology::ReplicaSet);
+    assert_eq!(Topology::replica_set(3), Topology::ReplicaSetOf(3));
+    assert_ne!(Topology::replica_set(3), Topology::ReplicaSet);
+    assert_ne!(Topology::Standalone, Topology::ReplicaSet);
+    assert_eq!(Topology::ReplicaSet.members(), 1);
+    assert_eq!(Topology::Standalone.members(), 1);
+    assert_eq!(Topology::replica_set(3).members(), 3);
+    assert!(Topology::replica_set(3).is_replica_set());
+    assert!(!Topology::Standalone.is_replica_set());
+}
+
+#[tokio::test]
+async fn a_three_member_replica_set_fails_over_and_stops_with_its_owner() {
+    let server = Server::start(Topology::replica_set(3)).await.unwrap();
+    let uri = server.uri().to_owned();
+    assert!(uri.ends_with("/?replicaSet=rs0"), "{uri}");
+    let addresses: Vec<SocketAddr> = uri
+        .trim_start_matches("mongodb://")
+        .split('/')
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|host| host.parse().unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 3, "{uri}");
+    let primary = server.primary().await.unwrap().expect("a primary");
+    // Each member has a direct URI of its own.
+    let direct = server.member_uri(primary).unwrap();
+    assert!(direct.contains(&addresses[primary].to_string()), "{direct}");
+    assert!(server.member_uri(3).is_err());
+
+    server.kill(primary).await.unwrap();
+    assert!(
+        gone(addresses[primary]),
+        "the killed member stopped listening"
+    );
+    assert!(server.kill(primary).await.is_err(), "it is not running");
+    let elected = server.wait_for_primary().await.unwrap();
+    assert_ne!(elected, primary);
+    server.restart(primary).await.unwrap();
+    assert_eq!(server.primary().await.unwrap(), Some(elected));
+
+    // Stopping with a member just killed and restarted leaves nothing behind.
+    let dbpaths: Vec<_> = addresses
+        .iter()
+        .map(|a| std::env::temp_dir().join(format!("mongrove-{}-{}", std::process::id(), a.port())))
+        .collect();
+    assert!(dbpaths.iter().all(|p| p.exists()), "{dbpaths:?}");
+    server.stop();
+    for address in &addresses {
+        assert!(gone(*address), "{address} still listens after stop()");
+    }
+    assert!(dbpaths.iter().all(|p| !p.exists()), "dbpaths removed");
+}

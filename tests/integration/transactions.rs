@@ -25,7 +25,7 @@ mod orders_example;
 
 #[allow(dead_code)]
 #[path = "../../examples/transfers.rs"]
-mod transfers_example;
+pub(crate) mod transfers_example;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Model)]
 #[model(collection = "items")]

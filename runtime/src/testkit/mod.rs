@@ -12,6 +12,10 @@
 //! but two processes sharing one `MONGODB_URI` server would overwrite each other's. Without
 //! `MONGODB_URI`, each test process has a server of its own.
 //!
+//! [`Server::start`] starts servers of other shapes too: a standalone `mongod`, or a replica set
+//! of several members (`Topology::replica_set(3)`) with helpers to step its primary down, kill a
+//! member with SIGKILL and restart it, for failover tests.
+//!
 //! A server this module starts is stopped when its owner drops it, and the shared one when the
 //! process exits, even after a panic: `mongod` runs under a small shell that stops it as soon as
 //! the pipe from this process closes.
@@ -22,7 +26,7 @@ mod server;
 
 pub use failpoint::{FailCommand, FailPointGuard};
 pub use install::locate_mongod;
-pub use server::{Server, Topology};
+pub use server::{Server, StepDown, Topology};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
