@@ -484,3 +484,95 @@ async fn one_db_keeps_writing_through_a_step_down() {
         written.longest_gap
     );
 }
+
+#[tokio::test]
+async fn a_consumer_keeps_going_across_failovers_and_misses_nothing() {
+    use mongrove::watch::{Change, MongoTokenStore, Operation};
+    let _turn = turn().await;
+    let server = cluster().await;
+    // Majority writes: a write acknowledged this way is never rolled back by a failover, so the
+    // change stream must deliver each of them.
+    let (db, _) = client_db(server, |options| {
+        options.write_concern = Some(WriteConcern::majority());
+    })
+    .await;
+    let seen = Arc::new(std::sync::Mutex::new(BTreeSet::<i64>::new()));
+    let (stop_consumer, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = {
+        let db = db.clone();
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let consumer = db
+                .repo::<Write>()
+                .watch()
+                .operations([Operation::Insert])
+                .consumer("failover-audit", MongoTokenStore::new(&db))
+                .retry_for(Duration::from_secs(60));
+            consumer
+                .run(
+                    move |change: Change<Write>| {
+                        let seen = seen.clone();
+                        async move {
+                            if let Some(write) = change.document() {
+                                seen.lock().expect("seen").insert(write.n);
+                            }
+                            Ok::<(), mongrove::watch::BoxError>(())
+                        }
+                    },
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_until(db.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let step = server.step_down().await.expect("step down");
+    assert_ne!(step.former, step.primary);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let primary = server.wait_for_primary().await.expect("a primary");
+    server.kill(primary).await.expect("kill the primary");
+    server.wait_for_primary().await.expect("a new primary");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("the writer");
+    server
+        .restart(primary)
+        .await
+        .expect("restart the killed member");
+
+    let acknowledged: BTreeSet<i64> = written.acknowledged.iter().map(|(n, _)| *n).collect();
+    assert!(acknowledged.len() > 100, "{} writes", acknowledged.len());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let missing: Vec<i64> = {
+            let seen = seen.lock().expect("seen");
+            acknowledged
+                .iter()
+                .copied()
+                .filter(|n| !seen.contains(n))
+                .collect()
+        };
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = stop_consumer.send(());
+    let summary = consumer
+        .await
+        .expect("the consumer task")
+        .expect("the consumer rode out the failovers");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    // Every delivered event was handled and its position saved (the driver resumed the stream
+    // by itself, or the consumer reopened it: either way nothing was skipped).
+    assert!(
+        summary.handled as usize >= acknowledged.len(),
+        "{summary:?}"
+    );
+}
