@@ -5,12 +5,9 @@
 //! `.session(&mut session)`; a repository handed out by a transaction scope uses its session
 //! without being told.
 
-mod indexes;
 mod lifecycle;
 pub(crate) mod occ;
 mod op;
-mod read;
-mod versioned;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -18,14 +15,11 @@ use std::marker::PhantomData;
 use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
-pub use indexes::{IndexReport, SyncIndexes};
-pub use op::bulk::{BulkWrite, WriteOp};
-pub use op::delete::{Delete, DeleteMany};
-pub use op::insert::{Insert, InsertMany};
-pub use op::replace::{Replace, Save};
-pub use op::update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
-pub use read::{Count, Exists, Find, FindOne};
-pub use versioned::{Applied, ApplyIfCurrent, Modify};
+pub use op::{
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
+    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Save, SyncIndexes,
+    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+};
 
 use crate::db::Db;
 use crate::error::{Error, Result};

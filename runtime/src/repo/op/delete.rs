@@ -6,12 +6,12 @@ use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
 use mongodb::bson::{Document, doc};
 
+use super::{awaitable, session_setter};
 use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::EncodeProblem;
 use crate::repo::occ;
-use crate::repo::read::{awaitable, session_setter};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
 

@@ -9,12 +9,12 @@ use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 use mongodb::options::InsertManyOptions;
 
+use super::{awaitable, session_setter};
 use crate::db::ServerLimits;
 use crate::decode::{check_names, encode};
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
-use crate::repo::read::{awaitable, session_setter};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
 

@@ -1,7 +1,57 @@
-//! One operation per file, each a builder that runs when awaited.
+//! One operation per file, each a builder that runs when awaited, like the driver's `action`
+//! folder: `users.find(filter).limit(10).await`.
 
+mod apply_if_current;
+pub(crate) mod bookkeeping;
 pub(crate) mod bulk;
+mod count;
 pub(crate) mod delete;
+mod find;
+mod indexes;
 pub(crate) mod insert;
+mod modify;
 pub(crate) mod replace;
 pub(crate) mod update;
+
+pub use apply_if_current::{Applied, ApplyIfCurrent};
+pub use bulk::{BulkWrite, WriteOp};
+pub use count::{Count, Exists};
+pub use delete::{Delete, DeleteMany};
+pub use find::{Find, FindOne};
+pub use indexes::{IndexReport, SyncIndexes};
+pub use insert::{Insert, InsertMany};
+pub use modify::Modify;
+pub use replace::{Replace, Save};
+pub use update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
+
+// Every operation is its own type, and `IntoFuture` cannot be implemented once for all of them
+// (a blanket impl of a foreign trait), so these two macros write the same few lines per type.
+
+/// Implements `IntoFuture` for an operation with an `async fn run(self)`.
+macro_rules! awaitable {
+    ($op:ident => $out:ty) => {
+        impl<'a, M: Model> IntoFuture for $op<'a, M> {
+            type Output = Result<$out>;
+            type IntoFuture = BoxFuture<'a, Result<$out>>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.run())
+            }
+        }
+    };
+}
+pub(crate) use awaitable;
+
+/// Adds `.session(&mut session)` to an operation with a `session: SessionSlot<'a>` field.
+macro_rules! session_setter {
+    ($op:ident) => {
+        impl<'a, M: Model> $op<'a, M> {
+            /// Runs the operation in `session` (for example inside a transaction you manage).
+            pub fn session(mut self, session: &'a mut ClientSession) -> Self {
+                self.session = SessionSlot::Borrowed(session);
+                self
+            }
+        }
+    };
+}
+pub(crate) use session_setter;

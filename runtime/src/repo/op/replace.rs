@@ -6,15 +6,16 @@ use std::future::IntoFuture;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::ReplaceOptions;
 
+use super::bookkeeping::insert_only;
 use super::insert::{insertable, inserted};
-use super::update::{UpdateOutcome, insert_only};
+use super::update::UpdateOutcome;
+use super::{awaitable, session_setter};
 use crate::decode::{check_names, encode};
 use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::EncodeProblem;
 use crate::repo::occ::{self, Miss};
-use crate::repo::read::{awaitable, session_setter};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
 use futures_util::future::BoxFuture;

@@ -5,10 +5,10 @@ use std::future::IntoFuture;
 use futures_util::future::BoxFuture;
 use mongodb::bson::{Bson, Document, doc};
 
-use super::Repo;
-use super::read::awaitable;
+use super::awaitable;
 use crate::error::Result;
 use crate::model::{IndexSpec, Model};
+use crate::repo::Repo;
 
 /// What [`Repo::sync_indexes`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

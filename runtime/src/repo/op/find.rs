@@ -1,49 +1,21 @@
-//! Reading: find one, find many (collected or streamed), count, exists.
+//! `find_one`, `find_by_id` and `find`: documents decoded into models, collected or streamed.
 
 use std::future::IntoFuture;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use mongodb::bson::{Document, RawDocumentBuf, doc};
-use mongodb::options::{CountOptions, FindOneOptions, FindOptions};
+use mongodb::bson::{Document, RawDocumentBuf};
+use mongodb::options::FindOptions;
 use mongodb::{ClientSession, Cursor, SessionCursor};
 
-use super::Repo;
+use super::{awaitable, session_setter};
 use crate::decode::decode;
 use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::{EncodeProblem, Sort};
-use crate::session::{SessionSlot, SharedSession, run_in};
-
-/// Implements `IntoFuture` for an operation with an `async fn run(self)`.
-macro_rules! awaitable {
-    ($op:ident => $out:ty) => {
-        impl<'a, M: Model> IntoFuture for $op<'a, M> {
-            type Output = Result<$out>;
-            type IntoFuture = BoxFuture<'a, Result<$out>>;
-
-            fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.run())
-            }
-        }
-    };
-}
-pub(crate) use awaitable;
-
-/// Adds `.session(&mut session)` to an operation with a `session: SessionSlot<'a>` field.
-macro_rules! session_setter {
-    ($op:ident) => {
-        impl<'a, M: Model> $op<'a, M> {
-            /// Runs the operation in `session` (for example inside a transaction you manage).
-            pub fn session(mut self, session: &'a mut ClientSession) -> Self {
-                self.session = SessionSlot::Borrowed(session);
-                self
-            }
-        }
-    };
-}
-pub(crate) use session_setter;
+use crate::repo::Repo;
+use crate::session::{SessionSlot, SharedSession};
 
 /// The first matching document. Created by [`Repo::find_one`] and [`Repo::find_by_id`].
 #[must_use = "an operation does nothing until it is awaited"]
@@ -251,7 +223,7 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
                         attempt: shared.current_attempt(),
                     }),
                 };
-                let loaded = super::lifecycle::hook_mut(
+                let loaded = crate::repo::lifecycle::hook_mut(
                     repo,
                     &mut slot,
                     &mut doc,
@@ -270,76 +242,3 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
 
 awaitable!(Find => Vec<M>);
 session_setter!(Find);
-
-/// The number of matching documents. Created by [`Repo::count`].
-#[must_use = "an operation does nothing until it is awaited"]
-pub struct Count<'a, M: Model> {
-    repo: &'a Repo<M>,
-    filter: Result<Document, EncodeProblem>,
-    limit: Option<u64>,
-    session: SessionSlot<'a>,
-}
-
-impl<'a, M: Model> Count<'a, M> {
-    pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
-        Count {
-            session: repo.session_slot(),
-            repo,
-            filter,
-            limit: None,
-        }
-    }
-
-    /// Stops counting at `limit`.
-    pub fn limit(mut self, limit: u64) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    async fn run(mut self) -> Result<u64> {
-        let filter = self.repo.checked_part(self.filter, "the filter")?;
-        let mut options = CountOptions::default();
-        options.limit = self.limit;
-        let mut guard = self.session.lock().await?;
-        let count = run_in!(
-            guard,
-            self.repo.docs.count_documents(filter).with_options(options)
-        );
-        count.map_err(|e| self.repo.driver_error(e))
-    }
-}
-
-awaitable!(Count => u64);
-session_setter!(Count);
-
-/// Whether a document matches. Created by [`Repo::exists`].
-#[must_use = "an operation does nothing until it is awaited"]
-pub struct Exists<'a, M: Model> {
-    repo: &'a Repo<M>,
-    filter: Result<Document, EncodeProblem>,
-    session: SessionSlot<'a>,
-}
-
-impl<'a, M: Model> Exists<'a, M> {
-    pub(crate) fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>) -> Self {
-        Exists {
-            session: repo.session_slot(),
-            repo,
-            filter,
-        }
-    }
-
-    async fn run(mut self) -> Result<bool> {
-        let filter = self.repo.checked_part(self.filter, "the filter")?;
-        let mut options = FindOneOptions::default();
-        options.projection = Some(doc! { "_id": 1 });
-        let mut guard = self.session.lock().await?;
-        let found = run_in!(guard, self.repo.docs.find_one(filter).with_options(options));
-        found
-            .map(|doc| doc.is_some())
-            .map_err(|e| self.repo.driver_error(e))
-    }
-}
-
-awaitable!(Exists => bool);
-session_setter!(Exists);
