@@ -8,7 +8,7 @@ use syn::{Attribute, Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Path, Token, 
 use crate::case::RenameRule;
 use crate::ctxt::Ctxt;
 
-const CONTAINER_KEYS: &str = "`collection = \"...\"`, `version = \"field\"`, `timestamps`, `hooks`, `index(...)`, `embedded`";
+const CONTAINER_KEYS: &str = "`collection = \"...\"`, `version = \"field\"`, `timestamps`, `hooks`, `index(...)`, `embedded`, `crate = \"path\"`";
 const FIELD_KEYS: &str = "`id`, `nested`, `validate(...)`";
 const RULES: &str = "`range(min = .., max = ..)`, `length(min = .., max = ..)`, `pattern = \"regex\"`, `non_empty`, `custom = path::to_fn`";
 const INDEX_KEYS: &str = "`keys(field = 1, ...)`, `unique`, `sparse`, `expire_after = <seconds>`, `partial = path::to_fn`, `name = \"...\"`";
@@ -24,6 +24,9 @@ pub struct ContainerAttrs {
     pub indexes: Vec<IndexAttr>,
     /// From `#[serde(rename_all = "...")]`: the rule for stored names.
     pub rename_all: Option<RenameRule>,
+    /// `crate = "path"`: where generated code finds the runtime (default `::mongrove`), for
+    /// crates that re-export mongrove.
+    pub krate: Option<Path>,
 }
 
 pub struct Timestamps {
@@ -132,6 +135,23 @@ pub fn container(cx: &mut Ctxt, attrs: &[Attribute]) -> ContainerAttrs {
                         )
                     })?.parse()?;
                     set_once(cx, &mut out.version, lit, &path, "version");
+                } else if path.is_ident("crate") {
+                    let lit: LitStr = meta.value().map_err(|_| {
+                        syn::Error::new(
+                            path.span(),
+                            "`crate` names the path of the mongrove crate as re-exported: write `crate = \"my_crate::mongrove\"`",
+                        )
+                    })?.parse()?;
+                    let krate: Path = lit.parse().map_err(|_| {
+                        syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "`{}` is not a path: write the path the mongrove crate is reachable at, such as `crate = \"my_crate::mongrove\"`",
+                                lit.value()
+                            ),
+                        )
+                    })?;
+                    set_once(cx, &mut out.krate, krate, &path, "crate");
                 } else if path.is_ident("embedded") {
                     set_once(cx, &mut out.embedded, path.span(), &path, "embedded");
                 } else if path.is_ident("hooks") {

@@ -57,6 +57,7 @@ fn embedded_type(ty: &Type) -> &Type {
 /// field gets a path without update operators: the repository owns its value.
 fn path_member(
     field: &Field,
+    private: &TokenStream,
     root: &TokenStream,
     version: Option<&Field>,
 ) -> Option<(TokenStream, TokenStream)> {
@@ -80,9 +81,10 @@ fn path_member(
         let span = inner.span();
         let mut member = ident.clone();
         member.set_span(span);
-        let sub = quote_spanned!(span=> <#inner as ::mongrove::__private::Embedded>::Fields<#root>);
+        let private = respanned(private, span);
+        let sub = quote_spanned!(span=> <#inner as #private::Embedded>::Fields<#root>);
         Some((
-            quote_spanned!(span=> #[doc = #doc] pub #ident: ::mongrove::__private::Nested<#root, #ty, #sub>),
+            quote_spanned!(span=> #[doc = #doc] pub #ident: #private::Nested<#root, #ty, #sub>),
             quote_spanned!(span=> #member: {
                 let path = #path;
                 let sub = <#inner as __m::Embedded>::__fields_at::<#root>(&path);
@@ -92,17 +94,17 @@ fn path_member(
     } else if field.is_id() {
         let id_ty = option_inner(ty).unwrap_or(ty);
         Some((
-            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::IdField<#root, #id_ty>),
+            quote!(#[doc = #doc] pub #ident: #private::IdField<#root, #id_ty>),
             quote!(#ident: __m::IdField::__new(#path)),
         ))
     } else if version.is_some_and(|v| std::ptr::eq(v, field)) {
         Some((
-            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::VersionField<#root, #ty>),
+            quote!(#[doc = #doc] pub #ident: #private::VersionField<#root, #ty>),
             quote!(#ident: __m::VersionField::__new(#path)),
         ))
     } else {
         Some((
-            quote!(#[doc = #doc] pub #ident: ::mongrove::__private::Field<#root, #ty>),
+            quote!(#[doc = #doc] pub #ident: #private::Field<#root, #ty>),
             quote!(#ident: __m::Field::__new(#path)),
         ))
     }
@@ -125,12 +127,35 @@ fn literal_ident(model: &Container, fields_ident: &Ident) -> Ident {
     ident
 }
 
+/// `tokens` with every span set to `span`, so that an error about them points there.
+fn respanned(tokens: &TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
+}
+
+/// The one path through which generated code names the runtime: `::mongrove::__private_v1`,
+/// or `<crate>::__private_v1` with `#[model(crate = "...")]`. The version in the name makes a
+/// derive and a runtime of incompatible versions fail to compile rather than misbehave.
+fn private_path(model: &Container) -> TokenStream {
+    match &model.attrs.krate {
+        Some(krate) => quote!(#krate::__private_v1),
+        None => quote!(::mongrove::__private_v1),
+    }
+}
+
 fn expand_model(model: &Container) -> TokenStream {
     let ident = model.ident;
     let vis = model.vis;
     let fields_ident = format_ident!("{}Fields", ident);
     let literal_ident = literal_ident(model, &fields_ident);
     let root = quote!(#ident);
+    let private = private_path(model);
     let version_field = model
         .attrs
         .version
@@ -139,7 +164,7 @@ fn expand_model(model: &Container) -> TokenStream {
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
         .iter()
-        .filter_map(|f| path_member(f, &root, version_field))
+        .filter_map(|f| path_member(f, &private, &root, version_field))
         .unzip();
     let fields_doc = format!(
         "Typed field paths of [`{ident}`], from [`{ident}::fields()`]: build filters, updates and sorts \
@@ -351,12 +376,12 @@ fn expand_model(model: &Container) -> TokenStream {
         impl #ident {
             /// Typed field paths for filters, updates, sorts and projections.
             #vis fn fields() -> #literal_ident {
-                <Self as ::mongrove::__private::Model>::fields()
+                <Self as #private::Model>::fields()
             }
         }
 
         const _: () = {
-            use ::mongrove::__private as __m;
+            use #private as __m;
 
             impl __m::Model for #ident {
                 type Id = #id_ty;
@@ -503,10 +528,11 @@ fn expand_embedded(model: &Container) -> TokenStream {
     let fields_ident = format_ident!("{}Fields", ident);
     let literal_ident = literal_ident(model, &fields_ident);
     let root = quote!(M);
+    let private = private_path(model);
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
         .iter()
-        .filter_map(|f| path_member(f, &root, None))
+        .filter_map(|f| path_member(f, &private, &root, None))
         .unzip();
     let field_failures = expand_rules(model).map(|checks| {
         quote! {
@@ -530,7 +556,7 @@ fn expand_embedded(model: &Container) -> TokenStream {
         }
 
         const _: () = {
-            use ::mongrove::__private as __m;
+            use #private as __m;
 
             impl __m::Embedded for #ident {
                 type Fields<M> = #fields_ident<M>;

@@ -41,7 +41,9 @@
 //! - `index(keys(field = 1, other = -1), unique, sparse, expire_after = secs, partial = path, name = "...")`,
 //!   repeatable; a key may be a string path (`"address.city" = 1`) or a special kind (`"text"`);
 //! - `hooks`: the model implements [`Hooks`];
-//! - `embedded`: the struct is stored inside other models; it gets typed paths but no collection.
+//! - `embedded`: the struct is stored inside other models; it gets typed paths but no collection;
+//! - `crate = "path"`: where the generated code finds mongrove, for a crate that re-exports it
+//!   (`#[model(crate = "my_framework::mongrove")]`); by default `::mongrove`.
 //!
 //! On a field: `#[model(id)]` (the field stored as `_id`; a field renamed to `_id` is the id
 //! without it), `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
@@ -92,9 +94,10 @@ pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};
 pub use validate::{LengthValue, PatternValue, RangeValue};
 
-/// Items the generated code names. Not part of the public API.
+/// Items the generated code names (`#[derive(Model)]` of the same version). Not part of the
+/// public API.
 #[doc(hidden)]
-pub mod __private {
+pub mod __private_v1 {
     pub use crate::error::FieldFailure;
     pub use crate::hooks::{
         HookContext, HookFns, HookPoint, HookResult, UpdateSpec, hooks_of, run_after_update,

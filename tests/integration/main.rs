@@ -12,6 +12,7 @@ mod indexes;
 mod integrity;
 mod live_orders;
 mod quickstart;
+mod reexport;
 mod repo;
 mod testkit;
 mod transactions;
