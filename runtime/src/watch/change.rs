@@ -1,13 +1,13 @@
-//! `Change<M>`: one typed change event, decoded from the server's raw event.
+//! `Change<M>`: one typed change event, and the public types it is made of (its
+//! [`Operation`], [`Namespace`], [`TransactionId`], [`UpdateDescription`]). The decoding of the
+//! server's raw event into it lives in `event.rs`.
 
 use std::fmt;
 
-use mongodb::bson::{self, Bson, DateTime, Document, RawDocument, RawDocumentBuf, Timestamp};
+use mongodb::bson::{Bson, DateTime, Document, RawDocument, RawDocumentBuf, Timestamp};
 use serde::Deserialize;
 
 use super::ResumeToken;
-use crate::decode::decode;
-use crate::error::{Error, Result};
 use crate::model::Model;
 
 /// The kind of a change event, as the server names it in `operationType`.
@@ -54,7 +54,7 @@ impl Operation {
         })
     }
 
-    fn from_server_name(name: &str) -> Operation {
+    pub(super) fn from_server_name(name: &str) -> Operation {
         match name {
             "insert" => Operation::Insert,
             "update" => Operation::Update,
@@ -203,7 +203,8 @@ pub struct Change<M: Model> {
     pub transaction: Option<TransactionId>,
     /// The namespace the event is about.
     pub namespace: Option<Namespace>,
-    raw: RawDocumentBuf,
+    // Set by `Event::into_change`, in the sibling module that decodes events.
+    pub(super) raw: RawDocumentBuf,
 }
 
 impl<M: Model> Change<M> {
@@ -286,195 +287,5 @@ pub(crate) fn bson_to_i64(value: &Bson) -> Option<i64> {
         // Versions are integers, but a hand-written `$set` may have stored a whole double.
         Bson::Double(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
         _ => None,
-    }
-}
-
-/// The metadata of an event, decoded before the documents so that an event whose document does
-/// not fit the model can still be skipped by its token.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Header {
-    #[serde(rename = "_id")]
-    pub(crate) token: ResumeToken,
-    pub(crate) operation_type: String,
-    pub(crate) ns: Option<Namespace>,
-    pub(crate) to: Option<Namespace>,
-    pub(crate) lsid: Option<Document>,
-    pub(crate) txn_number: Option<i64>,
-    pub(crate) document_key: Option<Document>,
-    pub(crate) update_description: Option<RawUpdateDescription>,
-    pub(crate) cluster_time: Option<Timestamp>,
-    pub(crate) wall_time: Option<DateTime>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawUpdateDescription {
-    #[serde(default)]
-    updated_fields: Document,
-    #[serde(default)]
-    removed_fields: Vec<String>,
-    #[serde(default)]
-    truncated_arrays: Vec<RawTruncatedArray>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawTruncatedArray {
-    field: String,
-    new_size: u32,
-}
-
-/// A raw event with its metadata decoded; the documents are decoded by [`Event::into_change`].
-#[derive(Debug, Clone)]
-pub(crate) struct Event {
-    pub(crate) header: Header,
-    pub(crate) raw: RawDocumentBuf,
-}
-
-impl Event {
-    /// Decodes the metadata. `collection` names the stream in errors.
-    pub(crate) fn parse(collection: &str, raw: RawDocumentBuf) -> Result<Event> {
-        let header = decode::<Header>(collection, &raw)?;
-        Ok(Event { header, raw })
-    }
-
-    pub(crate) fn operation(&self) -> Operation {
-        Operation::from_server_name(&self.header.operation_type)
-    }
-
-    pub(crate) fn transaction(&self) -> Option<TransactionId> {
-        match (&self.header.lsid, self.header.txn_number) {
-            (Some(lsid), Some(txn_number)) => Some(TransactionId {
-                lsid: lsid.clone(),
-                txn_number,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The collection the event's documents belong to, for errors: the event's own namespace,
-    /// else the one the stream watches.
-    fn collection_or<'a>(&'a self, fallback: &'a str) -> &'a str {
-        self.header
-            .ns
-            .as_ref()
-            .and_then(|ns| ns.collection.as_deref())
-            .unwrap_or(fallback)
-    }
-
-    /// The `_id` in `documentKey`, as BSON.
-    pub(crate) fn document_id(&self) -> Option<Bson> {
-        self.header.document_key.as_ref()?.get("_id").cloned()
-    }
-
-    /// Decodes the documents into model `M`. Decoding errors name the collection, the document's
-    /// `_id` and the field.
-    pub(crate) fn into_change<M: Model>(self, fallback_collection: &str) -> Result<Change<M>> {
-        let collection = self.collection_or(fallback_collection).to_owned();
-        let operation = self.operation();
-        let kind = match operation {
-            Operation::Insert => ChangeKind::Insert {
-                id: self.id::<M>(&collection)?,
-                document: self.required_document::<M>(&collection, "fullDocument")?,
-            },
-            Operation::Update => ChangeKind::Update {
-                id: self.id::<M>(&collection)?,
-                description: self.update_description(),
-                document: self.document::<M>(&collection, "fullDocument")?,
-                before: self.document::<M>(&collection, "fullDocumentBeforeChange")?,
-            },
-            Operation::Replace => ChangeKind::Replace {
-                id: self.id::<M>(&collection)?,
-                document: self.required_document::<M>(&collection, "fullDocument")?,
-                before: self.document::<M>(&collection, "fullDocumentBeforeChange")?,
-            },
-            Operation::Delete => ChangeKind::Delete {
-                id: self.id::<M>(&collection)?,
-                before: self.document::<M>(&collection, "fullDocumentBeforeChange")?,
-            },
-            Operation::Drop => ChangeKind::Drop,
-            Operation::Rename => ChangeKind::Rename {
-                to: self.header.to.clone().ok_or_else(|| Error::Decode {
-                    collection: collection.clone(),
-                    id: None,
-                    field: "to".to_owned(),
-                    reason: "a rename event without its new namespace".to_owned(),
-                })?,
-            },
-            Operation::DropDatabase => ChangeKind::DropDatabase,
-            Operation::Invalidate => ChangeKind::Invalidate,
-            Operation::Other => ChangeKind::Other {
-                operation_type: self.header.operation_type.clone(),
-            },
-        };
-        let transaction = self.transaction();
-        let Event { header, raw } = self;
-        Ok(Change {
-            kind,
-            token: header.token,
-            cluster_time: header.cluster_time,
-            wall_time: header.wall_time,
-            transaction,
-            namespace: header.ns,
-            raw,
-        })
-    }
-
-    fn id<M: Model>(&self, collection: &str) -> Result<M::Id> {
-        let id = self.document_id().ok_or_else(|| Error::Decode {
-            collection: collection.to_owned(),
-            id: None,
-            field: "documentKey._id".to_owned(),
-            reason: "the event has no document key".to_owned(),
-        })?;
-        bson::from_bson(id.clone()).map_err(|e| Error::Decode {
-            collection: collection.to_owned(),
-            id: Some(id.into()),
-            field: "_id".to_owned(),
-            reason: e.to_string(),
-        })
-    }
-
-    fn document<M: Model>(&self, collection: &str, key: &str) -> Result<Option<M>> {
-        match self.raw.get(key) {
-            Ok(Some(value)) => match value.as_document() {
-                Some(doc) => decode::<M>(collection, doc).map(Some),
-                // `null`: asked for, but the server had none (a deleted document, no pre-image).
-                None => Ok(None),
-            },
-            Ok(None) => Ok(None),
-            Err(e) => Err(Error::Decode {
-                collection: collection.to_owned(),
-                id: self.document_id().map(Into::into),
-                field: key.to_owned(),
-                reason: format!("malformed BSON: {e}"),
-            }),
-        }
-    }
-
-    fn required_document<M: Model>(&self, collection: &str, key: &str) -> Result<M> {
-        self.document::<M>(collection, key)?
-            .ok_or_else(|| Error::Decode {
-                collection: collection.to_owned(),
-                id: self.document_id().map(Into::into),
-                field: key.to_owned(),
-                reason: format!("the {} event has no {key}", self.header.operation_type),
-            })
-    }
-
-    fn update_description(&self) -> UpdateDescription {
-        match &self.header.update_description {
-            Some(raw) => UpdateDescription {
-                updated_fields: raw.updated_fields.clone(),
-                removed_fields: raw.removed_fields.clone(),
-                truncated_arrays: raw
-                    .truncated_arrays
-                    .iter()
-                    .map(|t| (t.field.clone(), t.new_size))
-                    .collect(),
-            },
-            None => UpdateDescription::default(),
-        }
     }
 }

@@ -183,3 +183,18 @@ impl ResumeTokenStore for MongoTokenStore {
         self.collection.name().to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_tokens_round_trip_through_bson() {
+        let token: ResumeToken =
+            mongodb::bson::from_bson(Bson::Document(doc! { "_data": "8263A1" })).unwrap();
+        let stored = mongodb::bson::to_bson(&token).unwrap();
+        assert_eq!(stored, Bson::Document(doc! { "_data": "8263A1" }));
+        let back: ResumeToken = mongodb::bson::from_bson(stored).unwrap();
+        assert_eq!(back, token);
+    }
+}

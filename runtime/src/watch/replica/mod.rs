@@ -1,17 +1,22 @@
 //! A copy of another collection, kept by applying its change events in version order.
+//!
+//! This file holds the [`Replica`] and its apply logic: which events are due, held back or
+//! stale, and releasing held events when their turn comes. `write.rs` writes a due event to the
+//! copy; `state.rs` keeps what must survive a restart (tombstones and held events) in the state
+//! collection.
+
+mod state;
+mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use futures_util::TryStreamExt;
 use mongodb::Collection;
-use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf, doc};
-use mongodb::options::FindOneOptions;
+use mongodb::bson::{self, Bson, Document, doc};
 
-use super::change::Event;
-use super::{Change, ChangeKind};
-use crate::error::{Error, Result, server_code};
+use crate::error::{Error, Result};
 use crate::model::{Model, Versioned};
 use crate::repo::Repo;
+use crate::watch::{Change, ChangeKind};
 
 /// What [`Replica::apply`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,18 +190,7 @@ impl<M: Model> Replica<M> {
                 let version = order.unwrap_or(i64::MAX);
                 // Recorded before `apply` returns, so before the consumer records the event's
                 // token: a restart finds it again.
-                self.state
-                    .update_one(
-                        doc! { "_id": { "held": id.clone(), "version": version } },
-                        doc! { "$set": {
-                            "event": Document::try_from(change.raw_event())
-                                .map_err(|e| self.encode_error(&e.to_string()))?,
-                            "heldAt": DateTime::now(),
-                        } },
-                    )
-                    .upsert(true)
-                    .await
-                    .map_err(|e| self.state_error(e))?;
+                self.record_held(&id, version, &change).await?;
                 let slot = self.held.entry(key).or_default();
                 // The same version twice is the same event delivered twice: keep one.
                 slot.insert(version, change);
@@ -268,96 +262,6 @@ impl<M: Model> Replica<M> {
         Ok(released)
     }
 
-    /// Remembers a deleted document (its tombstone is already written); whatever was held for
-    /// it is stale now.
-    async fn bury(&mut self, key: Vec<u8>, id: &Bson) -> Result<()> {
-        self.state
-            .delete_many(doc! { "_id.held": id.clone() })
-            .await
-            .map_err(|e| self.state_error(e))?;
-        self.held.remove(&key);
-        self.deleted.insert(key);
-        Ok(())
-    }
-
-    /// Forgets a held event that was written or found stale.
-    async fn unhold(&self, id: &Bson, version: i64) -> Result<()> {
-        self.state
-            .delete_one(doc! { "_id": { "held": id.clone(), "version": version } })
-            .await
-            .map_err(|e| self.state_error(e))?;
-        Ok(())
-    }
-
-    /// Reads the events an earlier `Replica` of this copy held back, and writes those that
-    /// have become due meanwhile (their predecessor was written just before a crash).
-    async fn load(&mut self) -> Result<()> {
-        let mut found = self
-            .state
-            .find(doc! { "_id.held": { "$exists": true } })
-            .await
-            .map_err(|e| self.state_error(e))?;
-        let mut ids = Vec::new();
-        while let Some(stored) = found.try_next().await.map_err(|e| self.state_error(e))? {
-            let state = self.state.name().to_owned();
-            let decode = |field: &str, reason: String| Error::Decode {
-                collection: state.clone(),
-                id: stored.get("_id").cloned().map(Into::into),
-                field: field.to_owned(),
-                reason,
-            };
-            let version = stored
-                .get_document("_id")
-                .ok()
-                .and_then(|key| key.get("version"))
-                .and_then(super::change::bson_to_i64)
-                .ok_or_else(|| decode("_id.version", "missing or not an integer".to_owned()))?;
-            let event = stored
-                .get_document("event")
-                .map_err(|e| decode("event", e.to_string()))?;
-            let raw =
-                RawDocumentBuf::from_document(event).map_err(|e| decode("event", e.to_string()))?;
-            let change = Event::parse(&state, raw)?.into_change::<M>(M::COLLECTION)?;
-            let Some(id) = change.id() else {
-                continue;
-            };
-            let id = self.id_bson(id)?;
-            let key = id_key(&id);
-            self.held
-                .entry(key.clone())
-                .or_default()
-                .insert(version, change);
-            ids.push((key, id));
-        }
-        self.loaded = true;
-        for (key, id) in ids {
-            self.release(&key, &id).await?;
-        }
-        Ok(())
-    }
-
-    /// Whether the copy deleted this document (a tombstone from this or an earlier run).
-    async fn is_buried(&self, id: &Bson) -> Result<bool> {
-        let found = self
-            .state
-            .find_one(doc! { "_id": { "deleted": id.clone() } })
-            .await
-            .map_err(|e| self.state_error(e))?;
-        Ok(found.is_some())
-    }
-
-    fn state_error(&self, error: mongodb::error::Error) -> Error {
-        Error::from_driver(self.state.name(), error)
-    }
-
-    fn encode_error(&self, reason: &str) -> Error {
-        Error::Encode {
-            collection: self.state.name().to_owned(),
-            what: "a held-back event".to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
-
     /// The version an event brings the document to: the document's for inserts and
     /// replacements, the one an update sets, one past the pre-image's for a delete (`None`
     /// without a pre-image).
@@ -383,141 +287,6 @@ impl<M: Model> Replica<M> {
                 .map(|before| before.version().unwrap_or(0).saturating_add(1))),
             _ => Ok(None),
         }
-    }
-
-    /// Decides and, when due, writes. Conditional writes (filtered on the expected version)
-    /// make a concurrent writer visible as no match, and the decision is taken again.
-    async fn try_apply(&self, change: &Change<M>, id: &Bson, order: Option<i64>) -> Result<Step> {
-        for _ in 0..RACE_ATTEMPTS {
-            let local = self.local_version(id).await?;
-            // A document the copy lacks may have been deleted by an earlier run: its late or
-            // repeated events are stale (a tombstone is only looked up here, where it matters).
-            if local.is_none() && self.is_buried(id).await? {
-                return Ok(Step::Buried);
-            }
-            let step = decide(&change.kind, local, order);
-            if !matches!(step, Step::Write) {
-                return Ok(step);
-            }
-            if self.write(change, id, local, order).await? {
-                return Ok(Step::Write);
-            }
-        }
-        Ok(Step::Hold)
-    }
-
-    /// Writes one due event; `false` when the copy changed under it.
-    async fn write(
-        &self,
-        change: &Change<M>,
-        id: &Bson,
-        local: Option<i64>,
-        order: Option<i64>,
-    ) -> Result<bool> {
-        let field = M::VERSION_FIELD.unwrap_or("version");
-        let docs = self.target.collection();
-        let raw = docs.clone_with_type::<RawDocumentBuf>();
-        let at_local = match local {
-            Some(version) => doc! { "_id": id.clone(), field: version },
-            None => doc! { "_id": id.clone() },
-        };
-        let driver = |e| Error::from_driver(M::COLLECTION, e);
-        match &change.kind {
-            ChangeKind::Insert { .. } if local.is_none() => {
-                let document = self.full_document(change, id)?;
-                match raw.insert_one(document).await {
-                    Ok(_) => Ok(true),
-                    // Inserted by a concurrent applier: decide again.
-                    Err(e) if server_code(&e) == Some(11000) => Ok(false),
-                    Err(e) => Err(driver(e)),
-                }
-            }
-            ChangeKind::Insert { .. } | ChangeKind::Replace { .. } => {
-                let document = self.full_document(change, id)?;
-                let result = raw.replace_one(at_local, document).await.map_err(driver)?;
-                Ok(result.matched_count == 1)
-            }
-            ChangeKind::Update { description, .. } => {
-                for (path, len) in &description.truncated_arrays {
-                    docs.update_one(
-                        at_local.clone(),
-                        doc! { "$push": { path: { "$each": [], "$slice": i64::from(*len) } } },
-                    )
-                    .await
-                    .map_err(driver)?;
-                }
-                let mut update = Document::new();
-                if !description.updated_fields.is_empty() {
-                    update.insert("$set", description.updated_fields.clone());
-                }
-                if !description.removed_fields.is_empty() {
-                    let removed: Document = description
-                        .removed_fields
-                        .iter()
-                        .map(|path| (path.clone(), Bson::String(String::new())))
-                        .collect();
-                    update.insert("$unset", removed);
-                }
-                if update.is_empty() {
-                    return Ok(true);
-                }
-                let result = docs.update_one(at_local, update).await.map_err(driver)?;
-                Ok(result.matched_count == 1)
-            }
-            ChangeKind::Delete { .. } => {
-                // The tombstone first: should the process stop between the two writes, the
-                // document is still there and the event (its token not recorded) comes again.
-                // A tombstone is only consulted when the copy lacks the document, so one
-                // written ahead of a delete that then waits changes nothing.
-                self.state
-                    .update_one(
-                        doc! { "_id": { "deleted": id.clone() } },
-                        doc! { "$set": { "version": order, "deletedAt": DateTime::now() } },
-                    )
-                    .upsert(true)
-                    .await
-                    .map_err(|e| self.state_error(e))?;
-                let filter = match order {
-                    Some(_) => at_local,
-                    None => doc! { "_id": id.clone() },
-                };
-                let result = docs.delete_one(filter).await.map_err(driver)?;
-                Ok(result.deleted_count == 1 || order.is_none())
-            }
-            _ => Ok(true),
-        }
-    }
-
-    /// The source's bytes of the document an insert or replace carries.
-    fn full_document(&self, change: &Change<M>, id: &Bson) -> Result<RawDocumentBuf> {
-        match change.raw_event().get_document("fullDocument") {
-            Ok(document) => Ok(document.to_raw_document_buf()),
-            Err(e) => Err(Error::Decode {
-                collection: M::COLLECTION.to_owned(),
-                id: Some(id.clone().into()),
-                field: "fullDocument".to_owned(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    /// The copy's version of the document; `None` when the copy does not have it.
-    async fn local_version(&self, id: &Bson) -> Result<Option<i64>> {
-        let field = M::VERSION_FIELD.unwrap_or("version");
-        let mut options = FindOneOptions::default();
-        options.projection = Some(doc! { field: 1 });
-        let found = self
-            .target
-            .collection()
-            .find_one(doc! { "_id": id.clone() })
-            .with_options(options)
-            .await
-            .map_err(|e| Error::from_driver(M::COLLECTION, e))?;
-        Ok(found.map(|doc| {
-            doc.get(field)
-                .and_then(super::change::bson_to_i64)
-                .unwrap_or(0)
-        }))
     }
 
     fn id_bson(&self, id: &M::Id) -> Result<Bson> {
