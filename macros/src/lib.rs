@@ -3,7 +3,7 @@
 //!
 //! The shape follows `serde_derive`: `ast` turns `syn` input into a model description, `attr` parses
 //! the `#[model(...)]` and `#[serde(...)]` attributes, `check` validates the description, and `expand`
-//! writes the code. Errors are accumulated in a [`ctxt::Ctxt`] and reported together.
+//! writes the code. Errors are accumulated in a `ctxt::Ctxt` and reported together.
 
 mod ast;
 mod attr;

@@ -8,7 +8,8 @@ use mongodb::bson::Document;
 use crate::db::Db;
 use crate::session::{Bound, SessionSlot};
 
-/// What a hook returns: any error, which the repository wraps in [`Error::Hook`].
+/// What a hook returns: any error, which the repository wraps in
+/// [`Error::Hook`](crate::Error::Hook).
 pub type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// What a hook can reach besides the document: the database and the caller's session.

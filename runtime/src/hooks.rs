@@ -22,7 +22,23 @@ pub use crate::hook_context::{HookContext, HookPoint, HookResult, UpdateSpec};
 use crate::model::Model;
 
 /// Lifecycle hooks of a model declared with `#[model(hooks)]`. Every method has a no-op default;
-/// override the ones you need. See the [module documentation](self) for the order.
+/// override the ones you need.
+///
+/// The order, for each operation:
+///
+/// | operation | hooks, in order |
+/// |---|---|
+/// | `insert`, `insert_many` (per document) | `before_insert`, validation (rules, then `validate`), write, `after_insert` |
+/// | `save`, `replace` | `before_save`, validation, write, `after_save` |
+/// | `update_one`, `update_many`, `find_one_and_update` | `before_update`, write, `after_update` (then `after_load` on the returned document) |
+/// | `delete` | `before_delete`, write, `after_delete` |
+/// | every read that returns a model | `after_load` |
+///
+/// A failing `before_*` hook (or validation) stops the operation before anything is written
+/// and returns [`Error::Hook`](crate::Error::Hook) (or
+/// [`Error::Validation`](crate::Error::Validation)). A failing `after_*` hook returns
+/// `Error::Hook` although the write happened; inside a transaction that aborts it. `bulk_write`
+/// and `delete_many` run no hooks, as in Mongoose.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` declares `#[model(hooks)]` but does not implement `mongrove::Hooks`",
     label = "missing `impl Hooks for {Self}`",
