@@ -537,6 +537,20 @@ async fn a_consumer_keeps_going_across_failovers_and_misses_nothing() {
                 .await
         })
     };
+    // A stream starts at "now": writes made before the consumer's stream is open are not its
+    // to see. Sentinel writes (negative numbers) until it has seen one.
+    let opened = Instant::now() + Duration::from_secs(30);
+    for sentinel in 1.. {
+        db.repo::<Write>()
+            .insert(&mut Write { n: -sentinel })
+            .await
+            .expect("a sentinel write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !seen.lock().expect("seen").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < opened, "the consumer's stream opened");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(write_until(db.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_millis(1000)).await;
