@@ -249,12 +249,7 @@ async fn a_transient_error_runs_the_whole_tree_again() {
         }
     });
     let _fault = billing
-        .fail_point(
-            FailCommand::new(["insert"])
-                .error_code(112)
-                .error_labels(["TransientTransactionError"])
-                .times(1),
-        )
+        .fail_point(FailCommand::transient(["insert"]).times(1))
         .await
         .expect("fail point");
     tree.run().await.expect("the second run commits");

@@ -157,12 +157,7 @@ async fn a_retried_transaction_saves_its_model_again_without_a_conflict() {
     // The first commit fails transiently: the closure runs again with the model it already
     // saved once (claiming version 1 while the server is back at 0).
     let _fault = db
-        .fail_point(
-            FailCommand::new(["commitTransaction"])
-                .error_code(112)
-                .error_labels(["TransientTransactionError"])
-                .times(1),
-        )
+        .fail_point(FailCommand::transient(["commitTransaction"]).times(1))
         .await
         .unwrap();
     let mut runs = 0;

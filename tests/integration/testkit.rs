@@ -26,12 +26,7 @@ async fn fail_points_hit_only_this_tests_client_and_switch_off() {
     let other = common::db().await;
     let pings = db.repo::<Ping>();
     let guard = db
-        .fail_point(
-            FailCommand::new(["insert"])
-                .error_code(112)
-                .error_labels(["TransientTransactionError"])
-                .times(2),
-        )
+        .fail_point(FailCommand::transient(["insert"]).times(2))
         .await
         .unwrap();
     // Another test's client is not affected.

@@ -59,9 +59,7 @@ async fn count(db: &Db) -> u64 {
 }
 
 fn transient(command: &str) -> FailCommand {
-    FailCommand::new([command])
-        .error_code(112)
-        .error_labels(["TransientTransactionError"])
+    FailCommand::transient([command])
 }
 
 /// The commands a client sent, by name, with their bodies.
@@ -578,12 +576,7 @@ async fn bank_transfers_ride_out_transient_faults() {
     // Faults at random: one in ten `update` and `commitTransaction` commands of this test's
     // client fails with a transient WriteConflict.
     let guard = test
-        .fail_point(
-            FailCommand::new(["update", "commitTransaction"])
-                .error_code(112)
-                .error_labels(["TransientTransactionError"])
-                .probability(0.1),
-        )
+        .fail_point(FailCommand::transient(["update", "commitTransaction"]).probability(0.1))
         .await
         .expect("random faults");
     let outcomes = random_transfers(&db, 8, 200, ACCOUNTS, 300).await;

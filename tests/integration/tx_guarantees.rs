@@ -82,12 +82,7 @@ async fn a_repository_made_before_the_transaction_writes_inside_it() {
 
     // A retried attempt does not repeat the write outside the transaction.
     let _fault = db
-        .fail_point(
-            FailCommand::new(["commitTransaction"])
-                .error_code(112)
-                .error_labels(["TransientTransactionError"])
-                .times(1),
-        )
+        .fail_point(FailCommand::transient(["commitTransaction"]).times(1))
         .await
         .unwrap();
     let mut runs = 0;

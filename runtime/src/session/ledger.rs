@@ -45,7 +45,7 @@ pub(crate) struct Phantom {
 /// them is `repo::occ::expected_version`.
 #[derive(Debug, Default)]
 pub(crate) struct VersionLedger {
-    phantoms: std::sync::Mutex<HashMap<LedgerKey, Vec<Phantom>>>,
+    phantoms: std::sync::Mutex<Phantoms>,
 }
 
 /// A document: database, collection and `_id` (as extended JSON text, since `Bson` is not `Hash`).
@@ -53,6 +53,14 @@ type LedgerKey = (String, &'static str, String);
 
 fn ledger_key(database: &str, collection: &'static str, id: &Bson) -> LedgerKey {
     (database.to_owned(), collection, id.to_string())
+}
+
+/// The phantoms per document, and the order in which documents got their first one (for
+/// eviction, oldest first).
+#[derive(Debug, Default)]
+struct Phantoms {
+    by_document: HashMap<LedgerKey, Vec<Phantom>>,
+    arrival: std::collections::VecDeque<LedgerKey>,
 }
 
 /// Documents with phantoms kept at most; beyond it the oldest entries go (a stale model of an
@@ -65,14 +73,21 @@ impl VersionLedger {
         if writes.is_empty() {
             return;
         }
-        let Ok(mut map) = self.phantoms.lock() else {
+        let Ok(mut ledger) = self.phantoms.lock() else {
             return;
         };
+        let Phantoms {
+            by_document: map,
+            arrival,
+        } = &mut *ledger;
         // Several saves of one document in one attempt: the first `before` is the real base.
         let mut bases: HashMap<LedgerKey, i64> = HashMap::new();
         for write in writes {
             let key = ledger_key(&write.database, write.collection, &write.id);
             let base = *bases.entry(key.clone()).or_insert(write.before);
+            if !map.contains_key(&key) {
+                arrival.push_back(key.clone());
+            }
             let phantoms = map.entry(key).or_default();
             phantoms.retain(|p| p.claimed != write.after);
             phantoms.push(Phantom {
@@ -81,12 +96,15 @@ impl VersionLedger {
                 body: write.body,
             });
         }
-        if map.len() > LEDGER_CAPACITY {
-            let excess = map.len() - LEDGER_CAPACITY;
-            let evicted: Vec<LedgerKey> = map.keys().take(excess).cloned().collect();
-            for key in evicted {
-                map.remove(&key);
-            }
+        while map.len() > LEDGER_CAPACITY {
+            // Keys of documents whose phantoms are gone already are skipped on the way.
+            let Some(oldest) = arrival.pop_front() else {
+                break;
+            };
+            map.remove(&oldest);
+        }
+        if arrival.len() > 2 * LEDGER_CAPACITY {
+            arrival.retain(|key| map.contains_key(key));
         }
     }
 
@@ -98,8 +116,10 @@ impl VersionLedger {
         id: &Bson,
         claimed: i64,
     ) -> Option<Phantom> {
-        let map = self.phantoms.lock().ok()?;
-        map.get(&ledger_key(database, collection, id))?
+        let ledger = self.phantoms.lock().ok()?;
+        ledger
+            .by_document
+            .get(&ledger_key(database, collection, id))?
             .iter()
             .find(|p| p.claimed == claimed)
             .cloned()
@@ -114,15 +134,58 @@ impl VersionLedger {
         id: &Bson,
         stored: i64,
     ) {
-        let Ok(mut map) = self.phantoms.lock() else {
+        let Ok(mut ledger) = self.phantoms.lock() else {
             return;
         };
         let key = ledger_key(database, collection, id);
-        if let Some(phantoms) = map.get_mut(&key) {
+        if let Some(phantoms) = ledger.by_document.get_mut(&key) {
             phantoms.retain(|p| p.claimed >= stored);
             if phantoms.is_empty() {
-                map.remove(&key);
+                ledger.by_document.remove(&key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::doc;
+
+    fn write(id: i32, before: i64) -> VersionWrite {
+        VersionWrite {
+            database: "db".into(),
+            collection: "c",
+            id: Bson::Int32(id),
+            before,
+            after: before + 1,
+            body: doc! {},
+        }
+    }
+
+    #[test]
+    fn the_oldest_documents_are_forgotten_first() {
+        let ledger = VersionLedger::default();
+        let total = i32::try_from(LEDGER_CAPACITY).unwrap() + 5;
+        for id in 0..total {
+            ledger.record_rollback(vec![write(id, 0)]);
+        }
+        for id in 0..5 {
+            assert!(ledger.phantom("db", "c", &Bson::Int32(id), 1).is_none());
+        }
+        for id in [5, total - 1] {
+            assert!(ledger.phantom("db", "c", &Bson::Int32(id), 1).is_some());
+        }
+    }
+
+    #[test]
+    fn a_phantom_below_the_stored_version_is_dropped() {
+        let ledger = VersionLedger::default();
+        ledger.record_rollback(vec![write(1, 0), write(1, 1)]);
+        let phantom = ledger.phantom("db", "c", &Bson::Int32(1), 2).unwrap();
+        assert_eq!(phantom.base, 0, "the first write's base is the real one");
+        ledger.observed("db", "c", &Bson::Int32(1), 2);
+        assert!(ledger.phantom("db", "c", &Bson::Int32(1), 1).is_none());
+        assert!(ledger.phantom("db", "c", &Bson::Int32(1), 2).is_some());
     }
 }

@@ -18,7 +18,7 @@ static FAIL_POINT: Mutex<()> = Mutex::const_new(());
 /// # async fn demo(db: &mongrove::testkit::TestDb) -> mongrove::Result<()> {
 /// use mongrove::testkit::FailCommand;
 /// let _guard = db
-///     .fail_point(FailCommand::new(["insert"]).error_code(112).error_labels(["TransientTransactionError"]).times(1))
+///     .fail_point(FailCommand::transient(["insert"]).times(1))
 ///     .await?;
 /// # Ok(()) }
 /// ```
@@ -48,6 +48,21 @@ impl FailCommand {
             block: None,
             write_concern_error: None,
         }
+    }
+
+    /// Fails the named commands as a write conflict does inside a transaction: error 112
+    /// (`WriteConflict`) labelled `TransientTransactionError`, which the transaction scope
+    /// answers by running the closure again. Combine with [`FailCommand::times`].
+    ///
+    /// ```
+    /// use mongrove::testkit::FailCommand;
+    /// let once = FailCommand::transient(["commitTransaction"]).times(1);
+    /// # let _ = once;
+    /// ```
+    pub fn transient<S: Into<String>>(commands: impl IntoIterator<Item = S>) -> Self {
+        FailCommand::new(commands)
+            .error_code(112)
+            .error_labels(["TransientTransactionError"])
     }
 
     /// Fails only the next `times` matching commands.
