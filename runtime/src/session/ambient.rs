@@ -52,7 +52,7 @@ pub(crate) async fn join(database: &Database, lineage: usize) -> Option<Bound> {
     }
     for scope in stack.iter().rev() {
         if let Some(bound) = &scope.bound
-            && same_client(&bound.shared, database, lineage).await
+            && same_client(bound, database, lineage).await
         {
             return Some(bound.clone());
         }
@@ -67,7 +67,8 @@ pub(crate) async fn join(database: &Database, lineage: usize) -> Option<Bound> {
 /// given its own client's session inside a transaction with a non-primary read preference fails
 /// with a transaction error. The probe makes that check once per lineage and transaction scope;
 /// `tests/integration/transactions.rs` pins the behaviour it relies on.
-async fn same_client(shared: &TxShared, database: &Database, lineage: usize) -> bool {
+async fn same_client(bound: &Bound, database: &Database, lineage: usize) -> bool {
+    let shared: &TxShared = &bound.shared;
     if shared.lineage == lineage {
         return true;
     }
@@ -81,6 +82,11 @@ async fn same_client(shared: &TxShared, database: &Database, lineage: usize) -> 
     }
     let answer = {
         let mut session = shared.session.lock().await;
+        // The probe answers before anything is sent only inside a transaction; an attempt that
+        // has ended accepts nothing anyway.
+        if !shared.is_open(bound.attempt) {
+            return false;
+        }
         let secondary =
             SelectionCriteria::ReadPreference(ReadPreference::Secondary { options: None });
         let probes = database.collection::<Document>("mongrove.client_probe");

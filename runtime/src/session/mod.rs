@@ -69,7 +69,7 @@ impl TxShared {
         self.attempt.load(Ordering::SeqCst)
     }
 
-    fn is_open(&self, attempt: u32) -> bool {
+    pub(crate) fn is_open(&self, attempt: u32) -> bool {
         attempt != 0 && self.attempt.load(Ordering::SeqCst) == attempt
     }
 
