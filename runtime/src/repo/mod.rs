@@ -17,7 +17,7 @@ use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Save, SyncIndexes,
+    FindForUpdate, FindOneAndUpdate, FindOneForUpdate, IndexReport, LOCK_FIELD, Insert, InsertMany, Modify, Replace, Save, SyncIndexes,
     UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 

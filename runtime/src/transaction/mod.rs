@@ -18,10 +18,12 @@
 //! scope (see `session::ambient`): a forgotten session cannot write outside the transaction.
 
 mod attempt;
+mod manual;
 mod options;
 mod tx;
 
 pub(crate) use attempt::{Clock, Commit, TxSession};
+pub use manual::Transaction;
 pub use options::{Standalone, TxOptions};
 pub use tx::Tx;
 
