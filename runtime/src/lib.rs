@@ -92,7 +92,9 @@ pub use repo::{
     UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
-pub use transaction::{Standalone, Transaction, Tx, TxOptions};
+pub use transaction::{
+    ChunkReport, FailedItem, ProcessInChunks, RejectedBy, Standalone, Transaction, Tx, TxOptions,
+};
 pub use validate::{LengthValue, PatternValue, RangeValue};
 
 /// Items the generated code names (`#[derive(Model)]` of the same version). Not part of the

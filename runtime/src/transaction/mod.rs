@@ -18,11 +18,13 @@
 //! scope (see `session::ambient`): a forgotten session cannot write outside the transaction.
 
 mod attempt;
+mod chunks;
 mod manual;
 mod options;
 mod tx;
 
 pub(crate) use attempt::{Clock, Commit, TxSession};
+pub use chunks::{ChunkReport, FailedItem, ProcessInChunks, RejectedBy};
 pub use manual::Transaction;
 pub use options::{Standalone, TxOptions};
 pub use tx::Tx;
