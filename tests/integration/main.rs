@@ -10,6 +10,7 @@ mod hooks;
 mod hostile_values;
 mod indexes;
 mod integrity;
+mod locking;
 mod live_orders;
 mod quickstart;
 mod reexport;
