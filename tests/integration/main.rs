@@ -11,6 +11,7 @@ mod hostile_values;
 mod indexes;
 mod integrity;
 mod locking;
+mod manual_tx;
 mod live_orders;
 mod quickstart;
 mod reexport;

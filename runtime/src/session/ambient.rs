@@ -10,9 +10,10 @@
 //! A manual transaction (`db.begin()`) cannot put itself on a task-local stack for the rest of
 //! the task: a task-local lives only as long as the future it wraps. It registers instead under
 //! the id of the tokio task that began it (`tokio::task::try_id`), until it commits, aborts or
-//! is dropped; those registered scopes count as the outermost of the task's stack. Outside a
-//! tokio task (the future given to `Runtime::block_on`, including `#[tokio::main]`'s body)
-//! there is no id, so nothing joins a manual transaction there but its own repositories.
+//! is dropped; those registered scopes count as the outermost of the task's stack. The future
+//! given to `block_on` (the body of `#[tokio::main]` and `#[tokio::test]`) is no task and has
+//! no id: there the key is the thread, which runs that one future and, on a current-thread
+//! runtime, also the spawned tasks, but those have ids of their own and do not join.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,34 +42,49 @@ tokio::task_local! {
     static SCOPES: Vec<Scope>;
 }
 
+/// Where a manual transaction was begun: a tokio task, or outside any (a `block_on` future).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Owner {
+    fn current() -> Owner {
+        match tokio::task::try_id() {
+            Some(task) => Owner::Task(task),
+            None => Owner::Thread(std::thread::current().id()),
+        }
+    }
+}
+
 /// The manual transactions open on each task, in the order they began.
-static MANUAL: LazyLock<std::sync::Mutex<HashMap<tokio::task::Id, Vec<Scope>>>> =
+static MANUAL: LazyLock<std::sync::Mutex<HashMap<Owner, Vec<Scope>>>> =
     LazyLock::new(Default::default);
 
 /// The scopes running on the current task, innermost last: the manual transactions it began,
 /// then the scopes it runs in.
 pub(crate) fn scopes() -> Vec<Scope> {
-    let mut stack = tokio::task::try_id()
-        .and_then(|task| {
-            let manual = MANUAL.lock().ok()?;
-            manual.get(&task).cloned()
-        })
+    let mut stack = MANUAL
+        .lock()
+        .ok()
+        .and_then(|manual| manual.get(&Owner::current()).cloned())
         .unwrap_or_default();
     stack.extend(SCOPES.try_with(Clone::clone).unwrap_or_default());
     stack
 }
 
-/// Registers a manual transaction on the current task, if there is one; the task's id is what
-/// [`unregister`] needs.
-pub(crate) fn register(scope: Scope) -> Option<tokio::task::Id> {
-    let task = tokio::task::try_id()?;
-    let mut manual = MANUAL.lock().ok()?;
-    manual.entry(task).or_default().push(scope);
-    Some(task)
+/// Registers a manual transaction on the current task; the owner is what [`unregister`] needs.
+pub(crate) fn register(scope: Scope) -> Owner {
+    let owner = Owner::current();
+    if let Ok(mut manual) = MANUAL.lock() {
+        manual.entry(owner).or_default().push(scope);
+    }
+    owner
 }
 
 /// Removes the manual transaction with session `shared` from the scopes of `task`.
-pub(crate) fn unregister(task: tokio::task::Id, shared: &super::SharedSession) {
+pub(crate) fn unregister(task: Owner, shared: &super::SharedSession) {
     if let Ok(mut manual) = MANUAL.lock()
         && let Some(stack) = manual.get_mut(&task)
     {

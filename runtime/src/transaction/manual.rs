@@ -17,11 +17,10 @@ use crate::session::ambient;
 ///
 /// While it is open, its repositories ([`Transaction::repo`]) write in it, and so do the
 /// repositories of the same deployment (`db.repo()` of this `Db`, its clones, and `Db`s on the
-/// same client) used **on the tokio task that called `begin`**: the transaction registers under
-/// that task's id. Other tasks do not join (use [`Tx::bind`] on [`Transaction::tx`] for
-/// spawned work), and neither does code outside any tokio task (the future of
-/// `Runtime::block_on`, `#[tokio::main]`'s body), where only the transaction's own repositories
-/// write in it.
+/// same client) used **on the tokio task that called `begin`** (or, when `begin` was called
+/// outside any task, in the future given to `block_on`, such as the body of `#[tokio::main]`):
+/// the transaction registers under that task's id (or that thread). Other tasks do not join,
+/// spawned ones included: use [`Tx::bind`] on [`Transaction::tx`] for spawned work.
 ///
 /// Unlike [`Db::transaction`], nothing runs again on a transient error (a write conflict, a
 /// primary stepping down): the error comes back and the transaction is dead; begin another and
@@ -43,15 +42,15 @@ pub struct Transaction {
     session: TxSession,
     tx: Tx,
     policy: RetryPolicy,
-    /// The task it is registered on, if it was begun on one.
-    task: Option<tokio::task::Id>,
+    /// The task (or `block_on` thread) it is registered on, until it ends.
+    task: Option<ambient::Owner>,
 }
 
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transaction")
             .field("database", &self.tx.db().name())
-            .field("registered_on_task", &self.task.is_some())
+            .field("open", &self.task.is_some())
             .finish()
     }
 }
@@ -72,7 +71,7 @@ impl Db {
         let mut session = TxSession::new(self).await?;
         session.start(1, &options.driver_options()).await?;
         let tx = session.tx(1);
-        let task = ambient::register(tx.scope());
+        let task = Some(ambient::register(tx.scope()));
         Ok(Transaction {
             session,
             tx,
