@@ -15,6 +15,7 @@ mod manual_tx;
 mod live_orders;
 mod quickstart;
 mod reexport;
+mod retry_ops;
 mod repo;
 mod testkit;
 mod transactions;
