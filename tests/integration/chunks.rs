@@ -187,6 +187,7 @@ async fn a_run_resumes_after_the_last_committed_chunk() {
 
     seed(&db, 40, 45).await;
     let mut seen = Vec::new();
+    // ANCHOR: resume
     let second = orders
         .process_in_chunks(Filter::all(), 10, |_tx: Tx, order: Order| {
             seen.push(order.id);
@@ -195,6 +196,7 @@ async fn a_run_resumes_after_the_last_committed_chunk() {
         .resume_after(first.last_id.clone().expect("a last id"))
         .await
         .expect("resumed");
+    // ANCHOR_END: resume
     assert_eq!((second.chunks, second.processed), (1, 5));
     assert_eq!(seen, (40..45).collect::<Vec<_>>());
     assert_eq!(second.last_id, Some(Bson::Int32(44)));
