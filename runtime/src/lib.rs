@@ -86,10 +86,9 @@ pub use mongodb::bson;
 pub use mongrove_macros::Model;
 pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use repo::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindForUpdate, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
-    Modify, Replace, Repo, Save, SyncIndexes,
-    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindForUpdate,
+    FindOne, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
+    Modify, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{

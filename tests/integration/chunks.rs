@@ -66,27 +66,31 @@ async fn receipts(db: &Db) {
 async fn bill_all(db: &Db, progress: &mut Vec<u64>) -> mongrove::Result<mongrove::ChunkReport> {
     let f = Order::fields();
     db.repo::<Order>()
-        .process_in_chunks(f.billed.eq(false), 1_000, |tx: Tx, order: Order| async move {
-            if order.amount == 0 {
-                // Rejected before writing anything: recorded, and the chunk goes on.
-                return Err(Error::custom("nothing to bill"));
-            }
-            // A duplicate code or a negative amount is rejected by the server, which aborts
-            // the transaction: the chunk runs again without this order.
-            tx.repo::<Receipt>()
-                .insert(&mut Receipt {
-                    id: None,
-                    order: order.id,
-                    code: format!("R-{}", order.id),
-                    amount: order.amount,
-                })
-                .await?;
-            let f = Order::fields();
-            tx.repo::<Order>()
-                .update_one(f.id.eq(order.id), f.billed.set(true))
-                .await?;
-            Ok(())
-        })
+        .process_in_chunks(
+            f.billed.eq(false),
+            1_000,
+            |tx: Tx, order: Order| async move {
+                if order.amount == 0 {
+                    // Rejected before writing anything: recorded, and the chunk goes on.
+                    return Err(Error::custom("nothing to bill"));
+                }
+                // A duplicate code or a negative amount is rejected by the server, which aborts
+                // the transaction: the chunk runs again without this order.
+                tx.repo::<Receipt>()
+                    .insert(&mut Receipt {
+                        id: None,
+                        order: order.id,
+                        code: format!("R-{}", order.id),
+                        amount: order.amount,
+                    })
+                    .await?;
+                let f = Order::fields();
+                tx.repo::<Order>()
+                    .update_one(f.id.eq(order.id), f.billed.set(true))
+                    .await?;
+                Ok(())
+            },
+        )
         .on_progress(|report| progress.push(report.processed))
         .await
 }
@@ -147,10 +151,7 @@ async fn ten_thousand_orders_in_chunks_with_failing_items_of_each_kind() {
             _ => assert_eq!(item.error.to_string(), "nothing to bill"),
         }
     }
-    assert!(
-        report.retries >= 4,
-        "each server rejection reran its chunk"
-    );
+    assert!(report.retries >= 4, "each server rejection reran its chunk");
 
     // Every chunk committed without its failing items, and only them.
     let f = Order::fields();

@@ -179,7 +179,9 @@ async fn a_locking_read_outside_a_transaction_is_refused() {
     two_doctors_on_call(&db).await;
     let doctors = db.repo::<Doctor>();
     let f = Doctor::fields();
-    let one = doctors.find_one_for_update(f.id.eq("alice".to_owned())).await;
+    let one = doctors
+        .find_one_for_update(f.id.eq("alice".to_owned()))
+        .await;
     assert!(
         matches!(
             one,
@@ -190,7 +192,10 @@ async fn a_locking_read_outside_a_transaction_is_refused() {
         "{one:?}"
     );
     let all = doctors.find_for_update(f.on_call.eq(true)).await;
-    assert!(matches!(all, Err(Error::NotInTransaction { .. })), "{all:?}");
+    assert!(
+        matches!(all, Err(Error::NotInTransaction { .. })),
+        "{all:?}"
+    );
     let locked = doctors
         .collection()
         .count_documents(doc! { LOCK_FIELD: { "$exists": true } })

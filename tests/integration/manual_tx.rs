@@ -59,7 +59,11 @@ async fn commit_makes_the_writes_of_the_task_visible_together() {
         .await
         .expect("insert");
     assert!(db.in_transaction());
-    assert_eq!(committed(&db).await, 0, "both writes are in the transaction");
+    assert_eq!(
+        committed(&db).await,
+        0,
+        "both writes are in the transaction"
+    );
     tx.commit().await.expect("commit");
     assert!(!db.in_transaction());
     assert_eq!(committed(&db).await, 2);

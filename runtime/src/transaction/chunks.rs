@@ -99,6 +99,9 @@ impl<M: Model + Clone> Repo<M> {
     }
 }
 
+/// The callback given the report after every committed chunk.
+type Progress<'a> = Box<dyn FnMut(&ChunkReport) + Send + 'a>;
+
 /// A batch run in chunks. Created by [`Repo::process_in_chunks`].
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct ProcessInChunks<'a, M: Model, H> {
@@ -108,7 +111,7 @@ pub struct ProcessInChunks<'a, M: Model, H> {
     handler: H,
     resume_after: Option<Bson>,
     options: TxOptions,
-    progress: Option<Box<dyn FnMut(&ChunkReport) + Send + 'a>>,
+    progress: Option<Progress<'a>>,
 }
 
 impl<'a, M, H, Fut> ProcessInChunks<'a, M, H>
@@ -280,10 +283,9 @@ where
                 state.culprit = Some(index);
                 return Err(match outcome {
                     Err(error) => error,
-                    Ok(()) => Error::Swallowed(Box::new(Error::from_driver(
-                        M::COLLECTION,
-                        failure,
-                    ))),
+                    Ok(()) => {
+                        Error::Swallowed(Box::new(Error::from_driver(M::COLLECTION, failure)))
+                    }
                 });
             }
             match outcome {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::attempt::{Clock, Commit, TxSession};
-use super::{TxOptions, Tx};
+use super::{Tx, TxOptions};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::model::Model;
