@@ -372,6 +372,7 @@ async fn concurrent_modify_loses_no_increment() {
         let policy = policy.clone();
         handles.push(tokio::spawn(async move {
             for _ in 0..EACH {
+                // ANCHOR: modify
                 tickets
                     .modify(id, async |mut t: Ticket| {
                         runs.fetch_add(1, Ordering::Relaxed);
@@ -380,6 +381,7 @@ async fn concurrent_modify_loses_no_increment() {
                     })
                     .retry(policy.clone())
                     .await?;
+                // ANCHOR_END: modify
             }
             Ok::<(), Error>(())
         }));

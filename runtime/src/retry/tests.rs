@@ -179,8 +179,8 @@ async fn pause_reports_the_deadline_with_the_last_error() {
 
 #[test]
 fn a_predicate_adds_errors_to_retry_and_leaves_the_rest() {
-    let policy = RetryPolicy::default()
-        .retry_if(|error| matches!(error, Error::DuplicateKey { .. }));
+    let policy =
+        RetryPolicy::default().retry_if(|error| matches!(error, Error::DuplicateKey { .. }));
     let duplicate = Error::DuplicateKey {
         collection: "coupons".into(),
         index: "code_1".into(),
@@ -223,7 +223,10 @@ async fn run_retries_what_the_policy_retries_and_stops_on_the_rest() {
         })
         .await;
     assert_eq!(runs, 1);
-    assert_eq!(stopped.err().map(|e| e.to_string()).as_deref(), Some("stop"));
+    assert_eq!(
+        stopped.err().map(|e| e.to_string()).as_deref(),
+        Some("stop")
+    );
 
     let mut runs = 0;
     let capped: Result<()> = policy
