@@ -20,7 +20,10 @@ use crate::session::ambient;
 /// same client) used **on the tokio task that called `begin`** (or, when `begin` was called
 /// outside any task, in the future given to `block_on`, such as the body of `#[tokio::main]`):
 /// the transaction registers under that task's id (or that thread). Other tasks do not join,
-/// spawned ones included: use [`Tx::bind`] on [`Transaction::tx`] for spawned work.
+/// spawned ones included: use [`Tx::bind`] on [`Transaction::tx`] for spawned work. A scope
+/// running on the task counts as inner to the manual transactions of the task: inside its
+/// closure, `db.repo()` joins the scope, and a `db.transaction(...)` begun while a manual
+/// transaction is open joins the manual one.
 ///
 /// Unlike [`Db::transaction`], nothing runs again on a transient error (a write conflict, a
 /// primary stepping down): the error comes back and the transaction is dead; begin another and

@@ -40,7 +40,9 @@ impl<M: Model> Repo<M> {
     ///
     /// The lock is a write that changes nothing the model sees (`$inc` of [`LOCK_FIELD`]); hooks,
     /// versions and timestamps are left alone. Outside a transaction it fails with
-    /// [`Error::NotInTransaction`] and sends nothing.
+    /// [`Error::NotInTransaction`] and sends nothing. With `.session(&mut s)`, start the
+    /// transaction on `s` first: the driver does not tell whether a session is in one, so such a
+    /// session is taken at its word.
     ///
     /// ```no_run
     /// # use mongrove::{Db, Model};
