@@ -194,3 +194,22 @@ async fn a_transient_error_is_returned_not_rerun() {
     drop(tx);
     assert_eq!(committed(&db).await, 0);
 }
+
+#[tokio::test]
+async fn a_scope_begun_inside_a_manual_transaction_joins_it() {
+    let db = common::db().await;
+    let tx = db.begin().await.expect("begin");
+    db.transaction(async |scope| {
+        scope.repo::<Line>().insert(&mut line("inner")).await?;
+        Ok(())
+    })
+    .await
+    .expect("the scope joins");
+    assert_eq!(committed(&db).await, 0, "not committed by the inner scope");
+    tx.abort().await;
+    assert_eq!(
+        committed(&db).await,
+        0,
+        "aborted with the manual transaction"
+    );
+}
