@@ -86,12 +86,14 @@ pub use mongodb::bson;
 pub use mongrove_macros::Model;
 pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use repo::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save, SyncIndexes,
-    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindForUpdate,
+    FindOne, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
+    Modify, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
-pub use transaction::{Standalone, Tx, TxOptions};
+pub use transaction::{
+    ChunkReport, FailedItem, ProcessInChunks, RejectedBy, Standalone, Transaction, Tx, TxOptions,
+};
 pub use validate::{LengthValue, PatternValue, RangeValue};
 
 /// Items the generated code names (`#[derive(Model)]` of the same version). Not part of the

@@ -293,7 +293,10 @@ async fn documents_stored_without_a_version_are_version_zero() {
     assert_eq!(repo.find_by_id(ids[1]).await.unwrap().unwrap().version, 1);
 
     let modified = repo
-        .modify(ids[2], |doc| doc.name = "modified".into())
+        .modify(ids[2], |mut doc| async move {
+            doc.name = "modified".into();
+            Ok(doc)
+        })
         .await
         .unwrap();
     assert_eq!(modified.version, 1);

@@ -1,6 +1,7 @@
 //! Integration tests against a real `mongod` (see `mongrove::testkit`), one module per topic,
 //! built into one binary so the driver is linked once.
 
+mod chunks;
 mod common;
 mod consumers;
 mod coordinate;
@@ -11,9 +12,12 @@ mod hostile_values;
 mod indexes;
 mod integrity;
 mod live_orders;
+mod locking;
+mod manual_tx;
 mod quickstart;
 mod reexport;
 mod repo;
+mod retry_ops;
 mod testkit;
 mod transactions;
 mod tx_guarantees;

@@ -372,13 +372,16 @@ async fn concurrent_modify_loses_no_increment() {
         let policy = policy.clone();
         handles.push(tokio::spawn(async move {
             for _ in 0..EACH {
+                // ANCHOR: modify
                 tickets
-                    .modify(id, |t: &mut Ticket| {
+                    .modify(id, async |mut t: Ticket| {
                         runs.fetch_add(1, Ordering::Relaxed);
                         t.edits += 1;
+                        Ok(t)
                     })
                     .retry(policy.clone())
                     .await?;
+                // ANCHOR_END: modify
             }
             Ok::<(), Error>(())
         }));
@@ -395,7 +398,12 @@ async fn concurrent_modify_loses_no_increment() {
         "no conflict was ever retried"
     );
 
-    let missing = tickets.modify(ObjectId::new(), |t| t.edits += 1).await;
+    let missing = tickets
+        .modify(ObjectId::new(), |mut t| async move {
+            t.edits += 1;
+            Ok(t)
+        })
+        .await;
     assert!(matches!(missing, Err(Error::NotFound { .. })));
     let one_try = tickets.count(Filter::all()).await.unwrap();
     assert_eq!(one_try, 1);

@@ -173,6 +173,21 @@ pub enum Error {
     )]
     TransactionEnded,
 
+    /// An operation that only makes sense inside a transaction ran outside one: a lock taken by
+    /// [`Repo::find_one_for_update`](crate::Repo::find_one_for_update) or
+    /// [`Repo::find_for_update`](crate::Repo::find_for_update) would be released at once, so it
+    /// would protect nothing. Nothing was sent. Call it on a repository from `tx.repo()` (or
+    /// inside `db.transaction(...)`, or while a [`Transaction`](crate::Transaction) is open).
+    #[error(
+        "`{operation}` must run inside a transaction (a lock outside one is released at once and \
+         protects nothing); nothing was sent: call it inside `db.transaction(async |tx| ...)` on \
+         `tx.repo()`, or on a repository of an open `db.begin()` transaction"
+    )]
+    NotInTransaction {
+        /// The operation that was called.
+        operation: &'static str,
+    },
+
     /// The transaction's closure returned `Ok` after one of its operations had failed with a
     /// server error. The server aborts a transaction on any such error, so the transaction
     /// cannot commit; it was aborted and not retried. The closure must not swallow errors of

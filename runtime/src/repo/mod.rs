@@ -16,9 +16,9 @@ use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Save, SyncIndexes,
-    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindForUpdate,
+    FindOne, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
+    Modify, Replace, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;

@@ -9,6 +9,9 @@
 //! attempts, an overall deadline of 120 seconds, and an exponential backoff between attempts
 //! (5 ms growing by 1.5 per retry, never above 500 ms) with full jitter.
 
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
@@ -57,6 +60,24 @@ pub struct RetryPolicy {
     multiplier: f64,
     jitter: Jitter,
     retry_version_conflicts: bool,
+    retry_if: Option<RetryIf>,
+}
+
+/// The application's rule for more errors to retry (see [`RetryPolicy::retry_if`]).
+#[derive(Clone)]
+struct RetryIf(Arc<dyn Fn(&Error) -> bool + Send + Sync>);
+
+impl fmt::Debug for RetryIf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryIf(..)")
+    }
+}
+
+impl PartialEq for RetryIf {
+    /// The same predicate (one `Arc`), since closures cannot be compared.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The overall deadline of the MongoDB convenient-transaction specification.
@@ -74,6 +95,7 @@ impl Default for RetryPolicy {
             multiplier: 1.5,
             jitter: Jitter::Full,
             retry_version_conflicts: false,
+            retry_if: None,
         }
     }
 }
@@ -159,6 +181,70 @@ impl RetryPolicy {
         self
     }
 
+    /// Also retry the errors for which `predicate` returns `true` (for example
+    /// [`Error::DuplicateKey`] when the operation generates a code that may collide). It adds
+    /// to the errors retried anyway (`TransientTransactionError`, and version conflicts when
+    /// asked); every other error stops the retries and comes back at once. A second call
+    /// replaces the predicate.
+    ///
+    /// ```
+    /// use mongrove::{Error, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::default()
+    ///     .max_attempts(5)
+    ///     .retry_if(|error| matches!(error, Error::DuplicateKey { .. }));
+    /// # let _ = policy;
+    /// ```
+    pub fn retry_if(mut self, predicate: impl Fn(&Error) -> bool + Send + Sync + 'static) -> Self {
+        self.retry_if = Some(RetryIf(Arc::new(predicate)));
+        self
+    }
+
+    /// Runs `op` until it succeeds, an error the policy does not retry comes back, the attempts
+    /// run out (the last error comes back) or the deadline would pass ([`Error::Timeout`],
+    /// keeping the last error): the backoff, jitter and deadline of the transaction scope, for
+    /// any operation. `op` makes a fresh future for every attempt.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Error, Model, RetryPolicy};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Serialize, Deserialize, Model)]
+    /// # #[model(index(keys(code = 1), unique))]
+    /// # struct Coupon { #[serde(rename = "_id", skip_serializing_if = "Option::is_none")] id: Option<mongrove::bson::oid::ObjectId>, code: u32 }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let coupons = db.repo::<Coupon>();
+    /// let coupon = RetryPolicy::default()
+    ///     .max_attempts(10)
+    ///     .retry_if(|error| matches!(error, Error::DuplicateKey { .. }))
+    ///     .run(|| async {
+    ///         let mut coupon = Coupon { id: None, code: rand_code() };
+    ///         coupons.insert(&mut coupon).await?;
+    ///         Ok(coupon)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// # fn rand_code() -> u32 { 7 }
+    /// ```
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let error = match op().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if !self.retries(&error) {
+                return Err(error);
+            }
+            pause(self, attempt, started, error, "operation").await?;
+            attempt += 1;
+        }
+    }
+
     /// The attempt cap, if any.
     pub fn attempts_limit(&self) -> Option<u32> {
         self.max_attempts
@@ -175,10 +261,12 @@ impl RetryPolicy {
     }
 
     /// Whether this policy retries `error`: always when it carries the
-    /// `TransientTransactionError` label, and on [`Error::VersionConflict`] when asked to.
+    /// `TransientTransactionError` label, on [`Error::VersionConflict`] when asked to, and
+    /// whenever the [`RetryPolicy::retry_if`] predicate says so.
     pub fn retries(&self, error: &Error) -> bool {
         error.has_label(TRANSIENT_TRANSACTION_ERROR)
             || (self.retry_version_conflicts && matches!(error, Error::VersionConflict { .. }))
+            || self.retry_if.as_ref().is_some_and(|retry| (retry.0)(error))
     }
 
     /// The longest wait before retry number `retry` (1 for the first retry), before jitter:

@@ -176,3 +176,67 @@ async fn pause_reports_the_deadline_with_the_last_error() {
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
+
+#[test]
+fn a_predicate_adds_errors_to_retry_and_leaves_the_rest() {
+    let policy =
+        RetryPolicy::default().retry_if(|error| matches!(error, Error::DuplicateKey { .. }));
+    let duplicate = Error::DuplicateKey {
+        collection: "coupons".into(),
+        index: "code_1".into(),
+        key: "{ code: 7 }".into(),
+    };
+    assert!(policy.retries(&duplicate));
+    assert!(!policy.retries(&Error::custom("no")));
+    assert!(!RetryPolicy::default().retries(&duplicate));
+    // Clones share the predicate and compare equal; another predicate does not.
+    assert_eq!(policy.clone(), policy);
+    assert_ne!(policy, RetryPolicy::default().retry_if(|_| true));
+}
+
+#[tokio::test]
+async fn run_retries_what_the_policy_retries_and_stops_on_the_rest() {
+    let policy = RetryPolicy::default()
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .retry_if(|error| error.to_string() == "again");
+    let mut runs = 0;
+    let value = policy
+        .run(|| {
+            runs += 1;
+            let run = runs;
+            async move {
+                if run < 3 {
+                    Err(Error::custom("again"))
+                } else {
+                    Ok(run)
+                }
+            }
+        })
+        .await;
+    assert_eq!(value.ok(), Some(3));
+
+    let mut runs = 0;
+    let stopped: Result<()> = policy
+        .run(|| {
+            runs += 1;
+            async { Err(Error::custom("stop")) }
+        })
+        .await;
+    assert_eq!(runs, 1);
+    assert_eq!(
+        stopped.err().map(|e| e.to_string()).as_deref(),
+        Some("stop")
+    );
+
+    let mut runs = 0;
+    let capped: Result<()> = policy
+        .clone()
+        .max_attempts(4)
+        .run(|| {
+            runs += 1;
+            async { Err(Error::custom("again")) }
+        })
+        .await;
+    assert_eq!(runs, 4);
+    assert!(capped.is_err());
+}

@@ -6,8 +6,18 @@
 //! its own `Db` lineage (clones, `with_database`), or else the innermost scope whose session
 //! belongs to the repository's client (`Db::new` on a clone of the client). A repository of
 //! another client never joins: a session cannot be used across clients.
+//!
+//! A manual transaction (`db.begin()`) cannot put itself on a task-local stack for the rest of
+//! the task: a task-local lives only as long as the future it wraps. It registers instead under
+//! the id of the tokio task that began it (`tokio::task::try_id`), until it commits, aborts or
+//! is dropped; those registered scopes count as the outermost of the task's stack. The future
+//! given to `block_on` (the body of `#[tokio::main]` and `#[tokio::test]`) is no task and has
+//! no id: there the key is the thread, which runs that one future and, on a current-thread
+//! runtime, also the spawned tasks, but those have ids of their own and do not join.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use mongodb::Database;
@@ -32,14 +42,67 @@ tokio::task_local! {
     static SCOPES: Vec<Scope>;
 }
 
-/// The scopes running on the current task, innermost last.
+/// Where a manual transaction was begun: a tokio task, or outside any (a `block_on` future).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Owner {
+    fn current() -> Owner {
+        match tokio::task::try_id() {
+            Some(task) => Owner::Task(task),
+            None => Owner::Thread(std::thread::current().id()),
+        }
+    }
+}
+
+/// The manual transactions open on each task, in the order they began.
+static MANUAL: LazyLock<std::sync::Mutex<HashMap<Owner, Vec<Scope>>>> =
+    LazyLock::new(Default::default);
+
+/// The scopes running on the current task, innermost last: the manual transactions it began,
+/// then the scopes it runs in.
 pub(crate) fn scopes() -> Vec<Scope> {
-    SCOPES.try_with(Clone::clone).unwrap_or_default()
+    let mut stack = MANUAL
+        .lock()
+        .ok()
+        .and_then(|manual| manual.get(&Owner::current()).cloned())
+        .unwrap_or_default();
+    stack.extend(SCOPES.try_with(Clone::clone).unwrap_or_default());
+    stack
+}
+
+/// Registers a manual transaction on the current task; the owner is what [`unregister`] needs.
+pub(crate) fn register(scope: Scope) -> Owner {
+    let owner = Owner::current();
+    if let Ok(mut manual) = MANUAL.lock() {
+        manual.entry(owner).or_default().push(scope);
+    }
+    owner
+}
+
+/// Removes the manual transaction with session `shared` from the scopes of `task`.
+pub(crate) fn unregister(task: Owner, shared: &super::SharedSession) {
+    if let Ok(mut manual) = MANUAL.lock()
+        && let Some(stack) = manual.get_mut(&task)
+    {
+        stack.retain(|scope| {
+            !scope
+                .bound
+                .as_ref()
+                .is_some_and(|bound| Arc::ptr_eq(&bound.shared, shared))
+        });
+        if stack.is_empty() {
+            manual.remove(&task);
+        }
+    }
 }
 
 /// Runs `future` with `scope` as the innermost scope of its task.
 pub(crate) fn within<F: Future>(scope: Scope, future: F) -> TaskLocalFuture<Vec<Scope>, F> {
-    let mut stack = scopes();
+    let mut stack = SCOPES.try_with(Clone::clone).unwrap_or_default();
     stack.push(scope);
     SCOPES.scope(stack, future)
 }

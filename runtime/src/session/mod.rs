@@ -86,6 +86,11 @@ impl TxShared {
         self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
+    /// The server error that aborted the attempt, if an operation met one, left in place.
+    pub(crate) fn failure(&self) -> Option<mongodb::error::Error> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
     /// Notes a failed operation. Only a server's answer aborts the transaction on the server; a
     /// transient error needs no note (the commit fails transiently and the body runs again).
     pub(crate) fn note_failure(&self, error: &mongodb::error::Error) {

@@ -91,6 +91,11 @@ impl TxSession {
         Ok(())
     }
 
+    /// The session shared by the transaction's repositories.
+    pub(crate) fn shared(&self) -> &SharedSession {
+        &self.shared
+    }
+
     pub(crate) fn tx(&self, attempt: u32) -> Tx {
         Tx::new(
             self.db.clone(),

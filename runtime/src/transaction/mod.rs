@@ -18,10 +18,14 @@
 //! scope (see `session::ambient`): a forgotten session cannot write outside the transaction.
 
 mod attempt;
+mod chunks;
+mod manual;
 mod options;
 mod tx;
 
 pub(crate) use attempt::{Clock, Commit, TxSession};
+pub use chunks::{ChunkReport, FailedItem, ProcessInChunks, RejectedBy};
+pub use manual::Transaction;
 pub use options::{Standalone, TxOptions};
 pub use tx::Tx;
 
@@ -107,7 +111,8 @@ impl Db {
     }
 
     /// Whether a transaction scope of this `Db` (or a clone, or one made with
-    /// [`Db::with_database`]) is running on the current task, so that [`Db::repo`] joins it.
+    /// [`Db::with_database`]) is running on the current task, or a [`Transaction`] of it begun
+    /// on this task is open, so that [`Db::repo`] joins it.
     ///
     /// This looks only at scopes of this `Db`'s own lineage; a `Db::new` on a clone of the
     /// client joins too when its operations run, but is not reported here.

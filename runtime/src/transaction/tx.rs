@@ -48,6 +48,11 @@ impl Tx {
         }
     }
 
+    /// The server error that has aborted the running attempt, if one of its operations met one.
+    pub(crate) fn server_failure(&self) -> Option<mongodb::error::Error> {
+        self.bound.as_ref().and_then(|bound| bound.shared.failure())
+    }
+
     /// The repository of model `M`, bound to this transaction.
     pub fn repo<M: Model>(&self) -> Repo<M> {
         Repo::new(self.db.clone(), self.bound.clone())

@@ -1,6 +1,6 @@
-//! `modify`: load, change, save, retried on version conflicts.
+//! `modify`: load, change (an async closure), save, retried on version conflicts.
 
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
@@ -12,13 +12,42 @@ use crate::repo::Repo;
 use crate::retry::{RetryPolicy, pause};
 
 impl<M: Model> Repo<M> {
-    /// Loads document `id`, runs `change` on it and saves it; when another writer saved first
+    /// Loads document `id`, hands it to `change` (an async closure that takes the document and
+    /// gives it back changed) and saves it; when another writer saved first
     /// ([`Error::VersionConflict`]) it loads the document again and reruns `change`, under a
     /// [`RetryPolicy`] (by default: backoff with jitter, 120 s deadline). Returns the saved
     /// document. [`Error::NotFound`] when there is no such document.
-    pub fn modify<F>(&self, id: impl Into<M::Id>, change: F) -> Modify<'_, M, F>
+    ///
+    /// `change` may await (look up a price, ask another collection) and may return an error to
+    /// stop without writing (with [`Error::custom`] for the application's own reasons): the
+    /// error comes back unchanged and is not retried (unless the policy's
+    /// [`RetryPolicy::retry_if`] says so). When the document `change` returns encodes exactly
+    /// like the loaded one, nothing is written and the loaded document comes back, version
+    /// unchanged.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Error, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Serialize, Deserialize, Model)]
+    /// # #[model(version = "version")]
+    /// # struct Product { #[serde(rename = "_id")] id: String, stock: u32, version: i64 }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let product = db
+    ///     .repo::<Product>()
+    ///     .modify("sku-1".to_owned(), async |mut p: Product| {
+    ///         if p.stock < 2 {
+    ///             return Err(Error::custom("insufficient stock"));
+    ///         }
+    ///         p.stock -= 2;
+    ///         Ok(p)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn modify<F, Fut>(&self, id: impl Into<M::Id>, change: F) -> Modify<'_, M, F>
     where
-        F: FnMut(&mut M) + Send,
+        F: FnMut(M) -> Fut + Send,
+        Fut: Future<Output = Result<M>> + Send,
     {
         Modify {
             repo: self,
@@ -40,7 +69,11 @@ pub struct Modify<'a, M: Model, F> {
     session: Option<&'a mut ClientSession>,
 }
 
-impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> Modify<'a, M, F> {
+impl<'a, M: Model, F, Fut> Modify<'a, M, F>
+where
+    F: FnMut(M) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<M>> + Send,
+{
     /// The retry policy. Version conflicts are always retried by `modify`, whatever the policy's
     /// `retry_version_conflicts` says; attempts, backoff and deadline come from `policy`.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -77,11 +110,15 @@ impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> Modify<'a, M, F> {
             Some(session) => find.session(session).await?,
             None => find.await?,
         };
-        let mut doc = loaded.ok_or_else(|| Error::NotFound {
+        let loaded = loaded.ok_or_else(|| Error::NotFound {
             collection: M::COLLECTION.to_owned(),
             id: mongodb::bson::to_bson(&self.id).ok().map(Into::into),
         })?;
-        (self.change)(&mut doc);
+        let before = encode(&loaded)?;
+        let mut doc = (self.change)(loaded).await?;
+        if encode(&doc)? == before {
+            return Ok(doc);
+        }
         let save = repo.save(&mut doc);
         match self.session.as_deref_mut() {
             Some(session) => save.session(session).await?,
@@ -91,7 +128,20 @@ impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> Modify<'a, M, F> {
     }
 }
 
-impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> IntoFuture for Modify<'a, M, F> {
+/// The document as it would be stored, to tell whether `change` changed anything.
+fn encode<M: Model>(doc: &M) -> Result<mongodb::bson::Document> {
+    mongodb::bson::to_document(doc).map_err(|e| Error::Encode {
+        collection: M::COLLECTION.to_owned(),
+        what: "the document".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl<'a, M: Model, F, Fut> IntoFuture for Modify<'a, M, F>
+where
+    F: FnMut(M) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<M>> + Send + 'a,
+{
     type Output = Result<M>;
     type IntoFuture = BoxFuture<'a, Result<M>>;
 
