@@ -84,7 +84,9 @@ pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned
 pub use mongodb;
 pub use mongodb::bson;
 pub use mongrove_macros::Model;
-pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
+pub use query::{
+    AnyElement, ArrayFilter, Field, Filter, Filtered, IdField, Nested, Sort, Update, VersionField,
+};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
     FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save, SyncIndexes,
@@ -106,11 +108,13 @@ pub mod __private_v1 {
     pub use crate::model::{
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
-    pub use crate::query::{Field, IdField, Nested, VersionField, join_path};
+    pub use crate::query::{
+        Direct, Field, IdField, InArray, Nested, PathKind, SubPaths, VersionField, join_path,
+    };
     pub use crate::validate::{
         check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,
     };
     pub use futures_util::future::BoxFuture;
-    pub use mongodb::bson::{DateTime, Document, oid::ObjectId};
+    pub use mongodb::bson::{Bson, DateTime, Document, from_bson, oid::ObjectId};
     pub use regex_lite::Regex;
 }

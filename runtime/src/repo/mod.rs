@@ -148,12 +148,12 @@ impl<M: Model> Repo<M> {
 
     /// Applies `update` to the first document matching `filter`.
     pub fn update_one(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateOne<'_, M> {
-        UpdateOne::new(self, filter.into().into_parts(), update.into_parts())
+        UpdateOne::new(self, filter.into().into_parts(), update)
     }
 
     /// Applies `update` to every document matching `filter`.
     pub fn update_many(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateMany<'_, M> {
-        UpdateMany::new(self, filter.into().into_parts(), update.into_parts())
+        UpdateMany::new(self, filter.into().into_parts(), update)
     }
 
     /// Applies `update` to the first match and returns it, as it was before (the default) or
@@ -163,7 +163,7 @@ impl<M: Model> Repo<M> {
         filter: impl IntoFilter<M>,
         update: Update<M>,
     ) -> FindOneAndUpdate<'_, M> {
-        FindOneAndUpdate::new(self, filter.into().into_parts(), update.into_parts())
+        FindOneAndUpdate::new(self, filter.into().into_parts(), update)
     }
 
     /// Replaces the first document matching `filter` with `doc`.
