@@ -49,7 +49,8 @@
 //! without it), `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
 //! `Vec` of one) and `#[model(validate(...))]` (`range(min, max)`, `length(min, max)`,
 //! `pattern = "regex"`, `non_empty`, `custom = path`, checked before insert, save and replace,
-//! on embedded structs' fields too, reported by stored path such as `lines.1.qty`). serde's
+//! and on the values typed paths `set` in updates, on embedded structs' fields too, reported by
+//! stored path such as `lines.1.qty`). serde's
 //! `rename`, `rename_all`, `skip` and `flatten` decide the stored names.
 
 #![forbid(unsafe_code)]
