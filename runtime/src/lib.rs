@@ -110,7 +110,8 @@ pub mod __private_v1 {
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
     pub use crate::query::{
-        Direct, Field, IdField, InArray, Nested, PathKind, SubPaths, VersionField, join_path,
+        Direct, Elements, Field, IdField, InArray, Nested, PathKind, SubPaths, VersionField,
+        join_path,
     };
     pub use crate::validate::{
         check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,

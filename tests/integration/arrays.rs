@@ -70,6 +70,67 @@ fn failing_paths<T: std::fmt::Debug>(result: mongrove::Result<T>) -> Vec<String>
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(embedded)]
+pub struct Part {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(embedded)]
+pub struct Place {
+    pub city: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(embedded)]
+pub struct Parcel {
+    #[model(nested)]
+    pub parts: Vec<Part>,
+    #[model(nested)]
+    pub origin: Option<Place>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "deliveries")]
+pub struct Delivery {
+    #[serde(rename = "_id")]
+    pub id: i32,
+    #[model(nested)]
+    pub parcels: Vec<Parcel>,
+}
+
+#[test]
+fn arrays_inside_array_elements() {
+    let f = Delivery::fields();
+    // Below an element named by a positional form, paths update again, arrays included.
+    assert_eq!(
+        f.parcels.all().parts.matched().name.set("x").document(),
+        &doc! { "$set": { "parcels.$[].parts.$.name": "x" } }
+    );
+    assert_eq!(
+        f.parcels.matched().origin.field().set(None).document(),
+        &doc! { "$set": { "parcels.$.origin": null } }
+    );
+    assert_eq!(
+        f.parcels.matched().parts.field().set(Vec::new()).document(),
+        &doc! { "$set": { "parcels.$.parts": [] } }
+    );
+    // Through the array, every path filters (any element).
+    assert_eq!(
+        f.parcels.origin.city.eq("Oslo").document(),
+        &doc! { "parcels.origin.city": { "$eq": "Oslo" } }
+    );
+    assert_eq!(
+        f.parcels.parts.name.eq("bolt").document(),
+        &doc! { "parcels.parts.name": { "$eq": "bolt" } }
+    );
+    assert_eq!(
+        f.parcels.origin.field().exists(true).document(),
+        &doc! { "parcels.origin": { "$exists": true } }
+    );
+}
+
 #[test]
 fn positional_paths_are_the_paths_the_server_takes() {
     let f = Cart::fields();

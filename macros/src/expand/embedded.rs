@@ -67,6 +67,7 @@ pub(super) fn expand_embedded(model: &Container) -> TokenStream {
             }
 
             impl<M, K: __m::PathKind> __m::SubPaths for #fields_ident<M, K> {
+                type Kind = K;
                 type At<R, K2: __m::PathKind> = #fields_ident<R, K2>;
 
                 fn __at<R, K2: __m::PathKind>(prefix: &str) -> #fields_ident<R, K2> {

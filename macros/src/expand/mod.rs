@@ -95,14 +95,20 @@ pub(super) fn path_member(
         let mut member = ident.clone();
         member.set_span(span);
         let private = respanned(private, span);
-        // The elements of a `Vec` are reached through the array: their paths filter only.
-        let (sub_kind, init_kind) = if generic_inner(ty, "Vec").is_some() {
-            (quote!(#private::InArray), quote!(__m::InArray))
-        } else {
-            match kind {
-                Some(kind) => (kind.clone(), kind.clone()),
-                None => (quote!(#private::Direct), quote!(__m::Direct)),
-            }
+        // The elements of a `Vec` are reached through the array: their paths filter only, and
+        // below an array nothing names one place (`PathKind` says which kind comes next).
+        let vec = generic_inner(ty, "Vec").is_some();
+        let (sub_kind, init_kind) = match (kind, vec) {
+            (Some(kind), true) => (
+                quote!(<#kind as #private::PathKind>::Elements),
+                quote!(<#kind as __m::PathKind>::Elements),
+            ),
+            (Some(kind), false) => (
+                quote!(<#kind as #private::PathKind>::Inside),
+                quote!(<#kind as __m::PathKind>::Inside),
+            ),
+            (None, true) => (quote!(#private::Elements), quote!(__m::Elements)),
+            (None, false) => (quote!(#private::Direct), quote!(__m::Direct)),
         };
         let sub = quote_spanned!(span=> <#inner as #private::Embedded>::Fields<#root, #sub_kind>);
         Some((

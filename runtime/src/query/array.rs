@@ -4,10 +4,10 @@
 //! [`Nested::all`](super::Nested::all) (`items.$[]`) and
 //! [`Nested::filtered`](super::Nested::filtered) (`items.$[line]`, with an [`ArrayFilter`]).
 //!
-//! The generated paths of an embedded struct take a kind, [`Direct`] or [`InArray`], that picks
-//! the type of their leaves: a [`Field`] where a path names one place, an [`AnyElement`] where it
-//! goes through an array. The kind is a type parameter (not a flag) so that
-//! `Order::fields().items.status.set(..)` is a compile error and not a server error.
+//! The generated paths of an embedded struct take a kind, [`Direct`], [`Elements`] or
+//! [`InArray`], that picks the type of their leaves: a [`Field`] where a path names one place, an
+//! [`AnyElement`] where it goes through an array. The kind is a type parameter (not a flag) so
+//! that `Order::fields().items.status.set(..)` is a compile error and not a server error.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,13 +24,23 @@ use super::sort::Sort;
 use super::update::Update;
 use super::{EncodeProblem, encode, encode_all};
 
-/// Which path type the leaves of an embedded struct's paths are: [`Direct`] or [`InArray`].
+/// What the paths of an embedded struct can do where it is stored: [`Direct`], [`Elements`] or
+/// [`InArray`].
 #[doc(hidden)]
 pub trait PathKind {
     /// The path to a field of type `T` of model `M` in this kind.
     type Field<M, T>;
+    /// The path to the whole value of the nested field whose sub-paths have this kind (what
+    /// `Nested::field` returns).
+    type Whole<M, T>;
+    /// The kind of the paths of an embedded struct held by one field of this kind.
+    type Inside: PathKind;
+    /// The kind of the paths of the elements of a `Vec` held by one field of this kind.
+    type Elements: PathKind;
     #[doc(hidden)]
     fn __field<M, T>(path: Cow<'static, str>) -> Self::Field<M, T>;
+    #[doc(hidden)]
+    fn __whole<M, T>(path: Cow<'static, str>) -> Self::Whole<M, T>;
 }
 
 /// Paths that name one place in a document: they filter and update ([`Field`]).
@@ -38,30 +48,77 @@ pub trait PathKind {
 #[derive(Debug)]
 pub struct Direct;
 
-/// Paths that go through an array without saying which element: they filter (any element
-/// matches) but do not update ([`AnyElement`]).
+/// The sub-paths of the elements of an array whose own path names one place: they filter only
+/// ([`AnyElement`]), and the array has its positional forms (`matched`, `all`, `filtered`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Elements;
+
+/// Paths below the elements of an array, which say neither which element nor which place: they
+/// filter only, and an array among them has no positional forms of its own.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct InArray;
 
 impl PathKind for Direct {
     type Field<M, T> = Field<M, T>;
+    type Whole<M, T> = Field<M, T>;
+    type Inside = Direct;
+    type Elements = Elements;
     fn __field<M, T>(path: Cow<'static, str>) -> Field<M, T> {
+        Field::__new(path)
+    }
+    fn __whole<M, T>(path: Cow<'static, str>) -> Field<M, T> {
+        Field::__new(path)
+    }
+}
+
+impl PathKind for Elements {
+    type Field<M, T> = AnyElement<M, T>;
+    // The whole array (`items`) names one place.
+    type Whole<M, T> = Field<M, T>;
+    type Inside = InArray;
+    type Elements = InArray;
+    fn __field<M, T>(path: Cow<'static, str>) -> AnyElement<M, T> {
+        AnyElement::__new(path)
+    }
+    fn __whole<M, T>(path: Cow<'static, str>) -> Field<M, T> {
         Field::__new(path)
     }
 }
 
 impl PathKind for InArray {
     type Field<M, T> = AnyElement<M, T>;
+    type Whole<M, T> = AnyElement<M, T>;
+    type Inside = InArray;
+    type Elements = InArray;
     fn __field<M, T>(path: Cow<'static, str>) -> AnyElement<M, T> {
         AnyElement::__new(path)
     }
+    fn __whole<M, T>(path: Cow<'static, str>) -> AnyElement<M, T> {
+        AnyElement::__new(path)
+    }
 }
+
+/// The kinds whose arrays have positional forms: an array whose own path names one place.
+/// Not implemented for [`InArray`], where the array sits inside the elements of another one.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this array is inside the elements of another array, so its positional forms have no single array to address",
+    label = "an array reached through an outer array",
+    note = "say which elements of the outer array first, then of this one, as in `Order::fields().items.all().parts.matched()` (`items.$[].parts.$`)"
+)]
+pub trait Addressable {}
+
+impl Addressable for Direct {}
+impl Addressable for Elements {}
 
 /// The generated paths of an embedded struct, which can be rebuilt at another prefix, root and
 /// kind: how a positional path (`items.$`) or an element condition (`line.sku`) gets its paths.
 #[doc(hidden)]
 pub trait SubPaths {
+    /// The kind of these paths.
+    type Kind: PathKind;
     /// The same struct's paths rooted at `R`, of kind `K`.
     type At<R, K: PathKind>;
     #[doc(hidden)]

@@ -33,7 +33,9 @@ mod readonly;
 mod sort;
 mod update;
 
-pub use array::{AnyElement, ArrayFilter, Direct, Filtered, InArray, PathKind, SubPaths};
+pub use array::{
+    Addressable, AnyElement, ArrayFilter, Direct, Elements, Filtered, InArray, PathKind, SubPaths,
+};
 pub use bounds::{
     Array, Comparable, FieldValue, Number, Numeric, Optional, Ordered, Positional, Text,
     ThroughArray, UpdatableId, UpdatableVersion, WholeNested,
@@ -109,6 +111,13 @@ mod fixtures {
 
     pub(super) fn items() -> Field<Doc, Vec<Bson>> {
         Field::__new(Cow::Borrowed("items"))
+    }
+
+    /// Sub-paths that are nothing, for a `Nested` whose own path is all a test needs.
+    impl super::SubPaths for () {
+        type Kind = super::Direct;
+        type At<R, K: super::PathKind> = ();
+        fn __at<R, K: super::PathKind>(_prefix: &str) {}
     }
 
     pub(super) fn hostile() -> Bson {

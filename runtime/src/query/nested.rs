@@ -8,9 +8,8 @@ use std::ops::Deref;
 
 use mongodb::bson::Document;
 
-use super::array::{Direct, Filtered, SubPaths, pull_where};
+use super::array::{Addressable, Direct, Filtered, PathKind, SubPaths, pull_where};
 use super::bounds::{Positional, WholeNested};
-use super::field::Field;
 use super::filter::Filter;
 use super::update::Update;
 
@@ -32,9 +31,14 @@ impl<M, T, F> Nested<M, T, F> {
         }
     }
 
-    /// The path of the whole embedded value, for operators on it (`set`, `push`, `eq`, ...).
-    pub fn field(&self) -> Field<M, T> {
-        Field::__new(self.path.clone())
+    /// The path of the whole embedded value, for operators on it (`set`, `push`, `eq`, ...):
+    /// a [`Field`](super::Field), or below the elements of an array an
+    /// [`AnyElement`](super::AnyElement), which only filters.
+    pub fn field(&self) -> <F::Kind as PathKind>::Whole<M, T>
+    where
+        F: SubPaths,
+    {
+        <F::Kind as PathKind>::__whole(self.path.clone())
     }
 
     /// The stored path.
@@ -52,6 +56,7 @@ impl<M, T, F> Nested<M, T, F> {
     where
         T: Positional,
         F: SubPaths,
+        F::Kind: Addressable,
     {
         F::__at::<M, Direct>(&format!("{}.$", self.path))
     }
@@ -61,6 +66,7 @@ impl<M, T, F> Nested<M, T, F> {
     where
         T: Positional,
         F: SubPaths,
+        F::Kind: Addressable,
     {
         F::__at::<M, Direct>(&format!("{}.$[]", self.path))
     }
@@ -72,6 +78,7 @@ impl<M, T, F> Nested<M, T, F> {
     where
         T: Positional,
         F: SubPaths,
+        F::Kind: Addressable,
     {
         Filtered::new(&self.path, name)
     }
@@ -85,6 +92,7 @@ impl<M, T, F> Nested<M, T, F> {
     where
         T: Positional,
         F: SubPaths,
+        F::Kind: Addressable,
     {
         pull_where(&self.path, condition(F::__at::<T::Element, Direct>("")))
     }
