@@ -164,6 +164,25 @@ mod tests {
     }
 
     #[test]
+    fn only_values_set_by_typed_paths_are_kept_for_validation() {
+        let update = price()
+            .set(2.0)
+            .and(tags().push("x"))
+            .and(price().max(9.0))
+            .and(extra().set_on_insert(Bson::Int32(1)))
+            .and(super::Update::raw(doc! { "$set": { "raw": 1 } }));
+        let (doc, values) = update.into_typed_parts();
+        assert!(doc.is_ok());
+        assert_eq!(
+            values,
+            [
+                ("price".to_owned(), Bson::Double(2.0)),
+                ("extra".to_owned(), Bson::Int32(1)),
+            ]
+        );
+    }
+
+    #[test]
     fn the_same_path_twice_under_one_operator_is_a_problem() {
         let twice = tags().push("a").and(tags().push("b"));
         let problem = twice.into_parts().unwrap_err();
