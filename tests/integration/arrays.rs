@@ -418,6 +418,18 @@ async fn set_on_insert_in_a_versioned_upsert() -> mongrove::Result<()> {
     let (created, updated) = (stored.created_at.unwrap(), stored.updated_at.unwrap());
     assert!(updated >= created);
 
+    // An insert-only value of the `updated` timestamp is the inserted document's; a later
+    // write of an existing document still stamps it.
+    let long_ago = DateTime::from_millis(0);
+    let stamped = || visit("dee").and(f.updated_at.set_on_insert(Some(long_ago)));
+    carts.update_one(f.id.eq(9), stamped()).upsert(true).await?;
+    let inserted = carts.find_by_id(9).await?.unwrap();
+    assert_eq!((inserted.updated_at, inserted.version), (Some(long_ago), 0));
+    carts.update_one(f.id.eq(9), stamped()).upsert(true).await?;
+    let updated = carts.find_by_id(9).await?.unwrap();
+    assert!(updated.updated_at.unwrap() > long_ago);
+    assert_eq!((updated.owner.as_str(), updated.version), ("dee", 1));
+
     // Through `find_one_and_update` too, returning what was inserted.
     let inserted = carts
         .find_one_and_update(f.id.eq(8), visit("cy"))
