@@ -49,7 +49,8 @@
 //! without it), `#[model(nested)]` (typed paths into an embedded struct, `Option` of one, or
 //! `Vec` of one) and `#[model(validate(...))]` (`range(min, max)`, `length(min, max)`,
 //! `pattern = "regex"`, `non_empty`, `custom = path`, checked before insert, save and replace,
-//! on embedded structs' fields too, reported by stored path such as `lines.1.qty`). serde's
+//! and on the values typed paths `set` in updates, on embedded structs' fields too, reported by
+//! stored path such as `lines.1.qty`). serde's
 //! `rename`, `rename_all`, `skip` and `flatten` decide the stored names.
 
 #![forbid(unsafe_code)]
@@ -84,7 +85,9 @@ pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned
 pub use mongodb;
 pub use mongodb::bson;
 pub use mongrove_macros::Model;
-pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
+pub use query::{
+    AnyElement, ArrayFilter, Field, Filter, Filtered, IdField, Nested, Sort, Update, VersionField,
+};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindForUpdate,
     FindOne, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
@@ -108,11 +111,14 @@ pub mod __private_v1 {
     pub use crate::model::{
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
-    pub use crate::query::{Field, IdField, Nested, VersionField, join_path};
+    pub use crate::query::{
+        Direct, Elements, Field, IdField, InArray, Nested, PathKind, SubPaths, VersionField,
+        join_path,
+    };
     pub use crate::validate::{
         check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,
     };
     pub use futures_util::future::BoxFuture;
-    pub use mongodb::bson::{DateTime, Document, oid::ObjectId};
+    pub use mongodb::bson::{Bson, DateTime, Document, from_bson, oid::ObjectId};
     pub use regex_lite::Regex;
 }

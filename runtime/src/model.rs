@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use mongodb::bson::{DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 
 use crate::error::FieldFailure;
 use crate::hook_context::{HookContext, HookPoint, HookResult, UpdateSpec};
+use crate::query::PathKind;
 
 /// A struct stored as the documents of one collection. Implemented by `#[derive(Model)]` only.
 ///
@@ -95,6 +96,13 @@ pub trait Model: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     fn __field_failures(&self) -> Vec<FieldFailure> {
         Vec::new()
     }
+    /// The failures of the declarative rules of the field at stored `path` (as an update sends
+    /// it: `price`, `lines.$.qty`, `lines.$[l].origin`) for the value `value` that an update
+    /// sets there. Paths without rules, and values that do not decode into the field, pass.
+    #[doc(hidden)]
+    fn __check_set(path: &str, value: &Bson, failures: &mut Vec<FieldFailure>) {
+        let _ = (path, value, failures);
+    }
     #[doc(hidden)]
     fn __derived() -> Derived;
 }
@@ -107,10 +115,17 @@ pub trait Model: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     note = "add `#[derive(Model)]` and `#[model(embedded)]` to `{Self}`, or remove `#[model(nested)]` from the field"
 )]
 pub trait Embedded: Serialize + DeserializeOwned {
-    /// The generated typed paths, `<Name>Fields<M>`, rooted at model `M`.
-    type Fields<M>;
+    /// The generated typed paths, `<Name>Fields<M, K>`, rooted at model `M`; `K` is
+    /// [`Direct`](crate::query::Direct) where the path names one place and
+    /// [`InArray`](crate::query::InArray) where it goes through an array (filters only).
+    type Fields<M, K: PathKind>;
     #[doc(hidden)]
-    fn __fields_at<M>(prefix: &str) -> Self::Fields<M>;
+    fn __fields_at<M, K: PathKind>(prefix: &str) -> Self::Fields<M, K>;
+    /// [`Model::__check_set`] for the part `rest` of the path `full`, inside a value stored here.
+    #[doc(hidden)]
+    fn __check_set_at(full: &str, rest: &str, value: &Bson, failures: &mut Vec<FieldFailure>) {
+        let _ = (full, rest, value, failures);
+    }
     /// The failures of the declarative field rules of a value stored at `prefix`
     /// (`address`, `lines.2`), reported with their full stored path (`address.zip`).
     #[doc(hidden)]

@@ -8,7 +8,7 @@ mod rules;
 
 use embedded::expand_embedded;
 use model::expand_model;
-use rules::expand_rules;
+use rules::{expand_rules, expand_set_checks};
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -64,12 +64,15 @@ pub(super) fn embedded_type(ty: &Type) -> &Type {
 }
 
 /// One field of the generated paths struct: its declaration and its initialiser. The version
-/// field gets a path without update operators: the repository owns its value.
+/// field gets a path without update operators: the repository owns its value. `kind` is the
+/// path kind parameter of an embedded struct's paths (`K`: a leaf is a `Field` or, through an
+/// array, an `AnyElement`); a model's paths are always direct (`None`).
 pub(super) fn path_member(
     field: &Field,
     private: &TokenStream,
     root: &TokenStream,
     version: Option<&Field>,
+    kind: Option<&TokenStream>,
 ) -> Option<(TokenStream, TokenStream)> {
     if !field.has_path() {
         return None;
@@ -92,12 +95,27 @@ pub(super) fn path_member(
         let mut member = ident.clone();
         member.set_span(span);
         let private = respanned(private, span);
-        let sub = quote_spanned!(span=> <#inner as #private::Embedded>::Fields<#root>);
+        // The elements of a `Vec` are reached through the array: their paths filter only, and
+        // below an array nothing names one place (`PathKind` says which kind comes next).
+        let vec = generic_inner(ty, "Vec").is_some();
+        let (sub_kind, init_kind) = match (kind, vec) {
+            (Some(kind), true) => (
+                quote!(<#kind as #private::PathKind>::Elements),
+                quote!(<#kind as __m::PathKind>::Elements),
+            ),
+            (Some(kind), false) => (
+                quote!(<#kind as #private::PathKind>::Inside),
+                quote!(<#kind as __m::PathKind>::Inside),
+            ),
+            (None, true) => (quote!(#private::Elements), quote!(__m::Elements)),
+            (None, false) => (quote!(#private::Direct), quote!(__m::Direct)),
+        };
+        let sub = quote_spanned!(span=> <#inner as #private::Embedded>::Fields<#root, #sub_kind>);
         Some((
             quote_spanned!(span=> #[doc = #doc] pub #ident: #private::Nested<#root, #ty, #sub>),
             quote_spanned!(span=> #member: {
                 let path = #path;
-                let sub = <#inner as __m::Embedded>::__fields_at::<#root>(&path);
+                let sub = <#inner as __m::Embedded>::__fields_at::<#root, #init_kind>(&path);
                 __m::Nested::__new(path, sub)
             }),
         ))
@@ -111,6 +129,11 @@ pub(super) fn path_member(
         Some((
             quote!(#[doc = #doc] pub #ident: #private::VersionField<#root, #ty>),
             quote!(#ident: __m::VersionField::__new(#path)),
+        ))
+    } else if let Some(kind) = kind {
+        Some((
+            quote!(#[doc = #doc] pub #ident: <#kind as #private::PathKind>::Field<#root, #ty>),
+            quote!(#ident: <#kind as __m::PathKind>::__field(#path)),
         ))
     } else {
         Some((

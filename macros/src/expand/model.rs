@@ -21,7 +21,7 @@ pub(super) fn expand_model(model: &Container) -> TokenStream {
     let (decls, inits): (Vec<_>, Vec<_>) = model
         .fields
         .iter()
-        .filter_map(|f| path_member(f, &private, &root, version_field))
+        .filter_map(|f| path_member(f, &private, &root, version_field, None))
         .unzip();
     let fields_doc = format!(
         "Typed field paths of [`{ident}`], from [`{ident}::fields()`]: build filters, updates and sorts \
@@ -224,6 +224,19 @@ pub(super) fn expand_model(model: &Container) -> TokenStream {
         }
     });
 
+    let check_set = expand_set_checks(model).map(|checks| {
+        quote! {
+            fn __check_set(
+                path: &str,
+                value: &__m::Bson,
+                failures: &mut ::std::vec::Vec<__m::FieldFailure>,
+            ) {
+                let (full, rest) = (path, path);
+                #checks
+            }
+        }
+    });
+
     quote! {
         #[doc = #fields_doc]
         #vis struct #fields_ident {
@@ -279,6 +292,8 @@ pub(super) fn expand_model(model: &Container) -> TokenStream {
                 #hooks
 
                 #field_failures
+
+                #check_set
 
                 fn __derived() -> __m::Derived {
                     __m::Derived

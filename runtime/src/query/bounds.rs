@@ -71,6 +71,33 @@ pub trait UpdatableVersion: sealed::Sealed {}
 )]
 pub trait WholeNested: sealed::Sealed {}
 
+/// Never implemented: a sub-path through an array (`items.status`) matches any element in a
+/// filter but names no single element to write. It only makes the update operators of an
+/// [`AnyElement`](super::AnyElement) fail with a message that says which positional form to use.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this path goes through an array, so it names no single element to update",
+    label = "a sub-path of an array's elements: it can filter (any element matches) but not update",
+    note = "say which elements to update: `.matched()` for the element the filter matched (`items.$`), as in `Order::fields().items.matched().status.set(..)`; `.all()` for every element (`items.$[]`); `.filtered(\"name\")` for the elements meeting a condition (`items.$[name]`, with `.array_filter(..)` on the update); to replace the whole array, use `.field().set(..)`"
+)]
+pub trait ThroughArray: sealed::Sealed {}
+
+/// The field types whose elements the positional paths (`matched`, `all`, `filtered`) and
+/// `pull_where` address: `Vec<T>`, whose elements are `T`.
+#[diagnostic::on_unimplemented(
+    message = "positional paths and `pull_where` address the elements of an array, but this field holds a `{Self}`",
+    label = "not a `Vec` field",
+    note = "`matched()`, `all()`, `filtered(..)` and `pull_where(..)` apply to `Vec` fields; this field holds one value: update it through its own path, as in `Order::fields().address.city.set(..)`"
+)]
+pub trait Positional {
+    /// The type of one element.
+    type Element;
+}
+
+impl<T> Positional for Vec<T> {
+    type Element = T;
+}
+
 /// The numbers `$inc` and `$mul` add and multiply by.
 pub trait Number: Serialize {}
 

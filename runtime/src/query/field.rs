@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use mongodb::bson::{Bson, doc};
 use serde::Serialize;
 
-use super::bounds::{Array, Comparable, FieldValue, Numeric, Optional, Text};
+use super::bounds::{Array, Comparable, FieldValue, Numeric, Optional, Positional, Text};
 use super::filter::{Filter, ListOp};
 use super::sort::Sort;
 use super::update::Update;
@@ -304,6 +304,22 @@ impl<M, T> Field<M, T> {
             ListOp::All,
             encode_all::<T::Element, V>(self.path(), values),
         )
+    }
+
+    /// The element the update's filter matched: `tags.$` (the filter must test the array).
+    pub fn matched(&self) -> Field<M, T::Element>
+    where
+        T: Positional,
+    {
+        Field::__new(Cow::Owned(format!("{}.$", self.path)))
+    }
+
+    /// Every element: `tags.$[]`.
+    pub fn all(&self) -> Field<M, T::Element>
+    where
+        T: Positional,
+    {
+        Field::__new(Cow::Owned(format!("{}.$[]", self.path)))
     }
 
     /// The array has exactly `len` elements.

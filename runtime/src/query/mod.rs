@@ -14,6 +14,7 @@
 // operators are not in `filter.rs` and `update.rs`), with the `path_basics!` the three path
 // types share; `readonly.rs`: `IdField` and `VersionField`; `nested.rs`: `Nested`; `bounds.rs`:
 // the traits that say which field types an operator applies to, with the compiler's messages;
+// `array.rs`: paths into arrays (positional forms, element conditions, `AnyElement`);
 // `filter.rs`, `update.rs`, `sort.rs`: the three documents the paths build. This file holds what
 // they all use: the path join and the encoding of values, with its `EncodeProblem`. The module
 // depends on nothing else in the crate.
@@ -23,6 +24,7 @@ use std::borrow::Cow;
 use mongodb::bson::{Bson, doc};
 use serde::Serialize;
 
+mod array;
 mod bounds;
 mod field;
 mod filter;
@@ -31,9 +33,12 @@ mod readonly;
 mod sort;
 mod update;
 
+pub use array::{
+    Addressable, AnyElement, ArrayFilter, Direct, Elements, Filtered, InArray, PathKind, SubPaths,
+};
 pub use bounds::{
-    Array, Comparable, FieldValue, Number, Numeric, Optional, Ordered, Text, UpdatableId,
-    UpdatableVersion, WholeNested,
+    Array, Comparable, FieldValue, Number, Numeric, Optional, Ordered, Positional, Text,
+    ThroughArray, UpdatableId, UpdatableVersion, WholeNested,
 };
 pub use field::Field;
 pub use filter::{Filter, IntoFilter};
@@ -106,6 +111,13 @@ mod fixtures {
 
     pub(super) fn items() -> Field<Doc, Vec<Bson>> {
         Field::__new(Cow::Borrowed("items"))
+    }
+
+    /// Sub-paths that are nothing, for a `Nested` whose own path is all a test needs.
+    impl super::SubPaths for () {
+        type Kind = super::Direct;
+        type At<R, K: super::PathKind> = ();
+        fn __at<R, K: super::PathKind>(_prefix: &str) {}
     }
 
     pub(super) fn hostile() -> Bson {

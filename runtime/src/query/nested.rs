@@ -8,8 +8,8 @@ use std::ops::Deref;
 
 use mongodb::bson::Document;
 
-use super::bounds::WholeNested;
-use super::field::Field;
+use super::array::{Addressable, Direct, Filtered, PathKind, SubPaths, pull_where};
+use super::bounds::{Positional, WholeNested};
 use super::filter::Filter;
 use super::update::Update;
 
@@ -31,14 +31,70 @@ impl<M, T, F> Nested<M, T, F> {
         }
     }
 
-    /// The path of the whole embedded value, for operators on it (`set`, `push`, `eq`, ...).
-    pub fn field(&self) -> Field<M, T> {
-        Field::__new(self.path.clone())
+    /// The path of the whole embedded value, for operators on it (`set`, `push`, `eq`, ...):
+    /// a [`Field`](super::Field), or below the elements of an array an
+    /// [`AnyElement`](super::AnyElement), which only filters.
+    pub fn field(&self) -> <F::Kind as PathKind>::Whole<M, T>
+    where
+        F: SubPaths,
+    {
+        <F::Kind as PathKind>::__whole(self.path.clone())
     }
 
     /// The stored path.
     pub fn path(&self) -> &str {
         &self.path
+    }
+}
+
+// The positional forms of an array of embedded structs. Each names elements for an update;
+// the sub-paths reached through `Deref` (`items.status`) only filter.
+impl<M, T, F> Nested<M, T, F> {
+    /// The element the update's filter matched: `items.$`. The filter must test the array
+    /// (such as `items.sku.eq(..)`); when no document matches, nothing is updated.
+    pub fn matched(&self) -> F::At<M, Direct>
+    where
+        T: Positional,
+        F: SubPaths,
+        F::Kind: Addressable,
+    {
+        F::__at::<M, Direct>(&format!("{}.$", self.path))
+    }
+
+    /// Every element: `items.$[]`.
+    pub fn all(&self) -> F::At<M, Direct>
+    where
+        T: Positional,
+        F: SubPaths,
+        F::Kind: Addressable,
+    {
+        F::__at::<M, Direct>(&format!("{}.$[]", self.path))
+    }
+
+    /// The elements meeting a condition: `items.$[name]`. Build the condition with
+    /// [`Filtered::when`] and give it to the update with `.array_filter(..)`. `name` must start
+    /// with a lowercase letter and hold only letters and digits (the server's rule).
+    pub fn filtered(&self, name: &str) -> Filtered<M, T::Element, F>
+    where
+        T: Positional,
+        F: SubPaths,
+        F::Kind: Addressable,
+    {
+        Filtered::new(&self.path, name)
+    }
+
+    /// `$pull` of every element meeting `condition`, written with the element's paths:
+    /// `items.pull_where(|line| line.qty.lte(0))` is `{"$pull": {"items": {"qty": {"$lte": 0}}}}`.
+    pub fn pull_where(
+        &self,
+        condition: impl FnOnce(F::At<T::Element, Direct>) -> Filter<T::Element>,
+    ) -> Update<M>
+    where
+        T: Positional,
+        F: SubPaths,
+        F::Kind: Addressable,
+    {
+        pull_where(&self.path, condition(F::__at::<T::Element, Direct>("")))
     }
 }
 

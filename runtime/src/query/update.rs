@@ -13,6 +13,9 @@ use super::EncodeProblem;
 pub struct Update<M> {
     doc: Document,
     problem: Option<EncodeProblem>,
+    /// The `(operator, path)` of each value set by a typed path (`set`, `set_on_insert`): the
+    /// values the repository checks against the field's validation rules. A raw update adds none.
+    typed: Vec<(&'static str, String)>,
     marker: PhantomData<fn() -> M>,
 }
 
@@ -21,6 +24,7 @@ impl<M> Clone for Update<M> {
         Update {
             doc: self.doc.clone(),
             problem: self.problem.clone(),
+            typed: self.typed.clone(),
             marker: PhantomData,
         }
     }
@@ -44,16 +48,24 @@ impl<M> Update<M> {
         Update {
             doc,
             problem: None,
+            typed: Vec::new(),
             marker: PhantomData,
         }
     }
 
-    pub(super) fn op(op: &str, path: &str, value: Result<Bson, EncodeProblem>) -> Self {
+    pub(super) fn op(op: &'static str, path: &str, value: Result<Bson, EncodeProblem>) -> Self {
         match value {
-            Ok(value) => Self::raw(doc! { op: { path: value } }),
+            Ok(value) => {
+                let mut update = Self::raw(doc! { op: { path: value } });
+                if matches!(op, "$set" | "$setOnInsert") {
+                    update.typed.push((op, path.to_owned()));
+                }
+                update
+            }
             Err(problem) => Update {
                 doc: Document::new(),
                 problem: Some(problem),
+                typed: Vec::new(),
                 marker: PhantomData,
             },
         }
@@ -65,6 +77,7 @@ impl<M> Update<M> {
         if self.problem.is_none() {
             self.problem = other.problem;
         }
+        self.typed.extend(other.typed);
         for (op, fields) in other.doc {
             match (self.doc.get_mut(&op), fields) {
                 (Some(Bson::Document(existing)), Bson::Document(more)) => {
@@ -100,6 +113,20 @@ impl<M> Update<M> {
             None => Ok(self.doc),
         }
     }
+
+    /// The document, and the stored path and value of each value a typed path sets (for the
+    /// validation rules; a raw part of the update is not among them).
+    pub(crate) fn into_typed_parts(self) -> (Result<Document, EncodeProblem>, Vec<(String, Bson)>) {
+        let values = self
+            .typed
+            .iter()
+            .filter_map(|(op, path)| {
+                let value = self.doc.get_document(op).ok()?.get(path)?;
+                Some((path.clone(), value.clone()))
+            })
+            .collect();
+        (self.into_parts(), values)
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +160,25 @@ mod tests {
         assert_eq!(
             extra().set(hostile()).document(),
             &doc! { "$set": { "extra": { "$ne": 1 } } }
+        );
+    }
+
+    #[test]
+    fn only_values_set_by_typed_paths_are_kept_for_validation() {
+        let update = price()
+            .set(2.0)
+            .and(tags().push("x"))
+            .and(price().max(9.0))
+            .and(extra().set_on_insert(Bson::Int32(1)))
+            .and(super::Update::raw(doc! { "$set": { "raw": 1 } }));
+        let (doc, values) = update.into_typed_parts();
+        assert!(doc.is_ok());
+        assert_eq!(
+            values,
+            [
+                ("price".to_owned(), Bson::Double(2.0)),
+                ("extra".to_owned(), Bson::Int32(1)),
+            ]
         );
     }
 

@@ -147,23 +147,35 @@ impl<M: Model> Repo<M> {
     }
 
     /// Applies `update` to the first document matching `filter`.
+    ///
+    /// The values typed paths `set` (and `set_on_insert`) are first checked against the
+    /// fields' `#[model(validate(...))]` rules: a failure is [`Error::Validation`] and nothing
+    /// is sent (`.skip_validation()` turns the check off; a raw update is never checked).
     pub fn update_one(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateOne<'_, M> {
-        UpdateOne::new(self, filter.into().into_parts(), update.into_parts())
+        UpdateOne::new(self, filter.into().into_parts(), update)
     }
 
     /// Applies `update` to every document matching `filter`.
+    ///
+    /// The values typed paths `set` (and `set_on_insert`) are first checked against the
+    /// fields' `#[model(validate(...))]` rules: a failure is [`Error::Validation`] and nothing
+    /// is sent (`.skip_validation()` turns the check off; a raw update is never checked).
     pub fn update_many(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateMany<'_, M> {
-        UpdateMany::new(self, filter.into().into_parts(), update.into_parts())
+        UpdateMany::new(self, filter.into().into_parts(), update)
     }
 
     /// Applies `update` to the first match and returns it, as it was before (the default) or
     /// after the update.
+    ///
+    /// The values typed paths `set` (and `set_on_insert`) are first checked against the
+    /// fields' `#[model(validate(...))]` rules: a failure is [`Error::Validation`] and nothing
+    /// is sent (`.skip_validation()` turns the check off; a raw update is never checked).
     pub fn find_one_and_update(
         &self,
         filter: impl IntoFilter<M>,
         update: Update<M>,
     ) -> FindOneAndUpdate<'_, M> {
-        FindOneAndUpdate::new(self, filter.into().into_parts(), update.into_parts())
+        FindOneAndUpdate::new(self, filter.into().into_parts(), update)
     }
 
     /// Replaces the first document matching `filter` with `doc`.

@@ -5,7 +5,13 @@
 //! timestamps. For a versioned model that takes two steps, because one update cannot both
 //! `$inc` the version of a found document and `$setOnInsert` it on a new one: first the update
 //! without upsert, then, when nothing matched, an upsert whose filter matches no document, so
-//! it can only insert.
+//! it can only insert. The first step leaves out the caller's `$setOnInsert`: it cannot insert,
+//! so those values would do nothing, and leaving them out lets the `updated` timestamp be set
+//! even when the caller gives it an insert-only value.
+//!
+//! Before anything is sent, the values that typed paths `set` (and `set_on_insert`) are checked
+//! against the field's `#[model(validate(...))]` rules (`skip_validation` turns that off); a
+//! raw update is sent as it is.
 
 use std::future::IntoFuture;
 
@@ -18,7 +24,7 @@ use crate::decode::{check_names, decode_document};
 use crate::error::{Error, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
-use crate::query::{EncodeProblem, Sort};
+use crate::query::{ArrayFilter, EncodeProblem, Sort, Update};
 use crate::repo::occ::{self, Miss};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
@@ -55,6 +61,10 @@ struct Core<'a, M: Model> {
     repo: &'a Repo<M>,
     filter: Result<Document, EncodeProblem>,
     update: Result<Document, EncodeProblem>,
+    /// The values typed paths set, by stored path, for the validation rules.
+    typed_values: Vec<(String, Bson)>,
+    validate: bool,
+    array_filters: Vec<Result<Document, EncodeProblem>>,
     expected_version: Option<i64>,
     upsert: bool,
     session: SessionSlot<'a>,
@@ -70,26 +80,51 @@ struct Prepared {
     update: Document,
     /// The update of the insert step of an upsert.
     insert: Document,
+    /// The update's `arrayFilters`, if it has any.
+    array_filters: Option<Vec<Document>>,
 }
 
 impl<'a, M: Model> Core<'a, M> {
-    fn new(
-        repo: &'a Repo<M>,
-        filter: Result<Document, EncodeProblem>,
-        update: Result<Document, EncodeProblem>,
-    ) -> Self {
+    fn new(repo: &'a Repo<M>, filter: Result<Document, EncodeProblem>, update: Update<M>) -> Self {
+        let (update, typed_values) = update.into_typed_parts();
         Core {
             session: repo.session_slot(),
             repo,
             filter,
             update,
+            typed_values,
+            validate: true,
+            array_filters: Vec::new(),
             expected_version: None,
             upsert: false,
         }
     }
 
+    /// The failures of the field rules for the values typed paths set, as `Error::Validation`.
+    fn check_values(&self) -> Result<()> {
+        if !self.validate {
+            return Ok(());
+        }
+        let mut failures = Vec::new();
+        for (path, value) in &self.typed_values {
+            M::__check_set(path, value, &mut failures);
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Validation {
+            model: crate::hooks::model_name::<M>(),
+            failures,
+        })
+    }
+
     async fn prepare(&mut self, operation: &'static str) -> Result<Prepared> {
         let repo = self.repo;
+        self.check_values()?;
+        let array_filters = std::mem::take(&mut self.array_filters)
+            .into_iter()
+            .map(|part| repo.checked_part(part, "an array filter"))
+            .collect::<Result<Vec<_>>>()?;
         let placeholder = || {
             Err(EncodeProblem {
                 what: "the filter".to_owned(),
@@ -111,8 +146,15 @@ impl<'a, M: Model> Core<'a, M> {
             (Some(field), Some(expected)) => occ::with_version(filter.clone(), field, expected),
             _ => filter.clone(),
         };
-        let mut found = bookkept::<M>(update.clone(), now);
-        if self.upsert && M::VERSION_FIELD.is_none() {
+        let mut found = update.clone();
+        if M::VERSION_FIELD.is_some() {
+            // The update step of a versioned model never inserts (an upsert's insert is its own
+            // step), so insert-only values would do nothing here; the version's `$inc` keeps
+            // the update from being empty.
+            found.remove("$setOnInsert");
+        }
+        let mut found = bookkept::<M>(found, now);
+        if self.upsert_in_one_step() {
             // One step: `$setOnInsert` of the creation time does not collide with anything.
             found = for_insert::<M>(found, now);
         }
@@ -121,6 +163,7 @@ impl<'a, M: Model> Core<'a, M> {
             checked,
             update: found,
             insert: for_insert::<M>(update, now),
+            array_filters: (!array_filters.is_empty()).then_some(array_filters),
         })
     }
 
@@ -151,6 +194,7 @@ impl<'a, M: Model> Core<'a, M> {
             rounds += 1;
             let mut options = UpdateOptions::default();
             options.upsert = Some(self.upsert_in_one_step());
+            options.array_filters = prepared.array_filters.clone();
             let result = {
                 let mut guard = self.session.lock().await?;
                 let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
@@ -176,6 +220,7 @@ impl<'a, M: Model> Core<'a, M> {
             }
             let mut options = UpdateOptions::default();
             options.upsert = Some(true);
+            options.array_filters = prepared.array_filters.clone();
             let inserted = {
                 let mut guard = self.session.lock().await?;
                 let (filter, update) = (
@@ -210,9 +255,23 @@ macro_rules! update_builder {
             pub(crate) fn new(
                 repo: &'a Repo<M>,
                 filter: Result<Document, EncodeProblem>,
-                update: Result<Document, EncodeProblem>,
+                update: Update<M>,
             ) -> Self {
                 $op { core: Core::new(repo, filter, update) }
+            }
+
+            /// Adds an entry to the update's `arrayFilters`: the condition on the elements a
+            /// `$[name]` path updates, from [`Filtered::when`](crate::query::Filtered::when).
+            pub fn array_filter(mut self, filter: ArrayFilter<M>) -> Self {
+                self.core.array_filters.push(filter.into_parts());
+                self
+            }
+
+            /// Sends the values that typed paths `set` without checking them against the
+            /// fields' `#[model(validate(...))]` rules (they are checked by default).
+            pub fn skip_validation(mut self) -> Self {
+                self.core.validate = false;
+                self
             }
 
             /// Applies the update only to documents still at `version` (a document stored
@@ -279,12 +338,26 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
     pub(crate) fn new(
         repo: &'a Repo<M>,
         filter: Result<Document, EncodeProblem>,
-        update: Result<Document, EncodeProblem>,
+        update: Update<M>,
     ) -> Self {
         FindOneAndUpdate {
             core: Core::new(repo, filter, update),
             options: FindOneAndUpdateOptions::default(),
         }
+    }
+
+    /// Adds an entry to the update's `arrayFilters`: the condition on the elements a
+    /// `$[name]` path updates, from [`Filtered::when`](crate::query::Filtered::when).
+    pub fn array_filter(mut self, filter: ArrayFilter<M>) -> Self {
+        self.core.array_filters.push(filter.into_parts());
+        self
+    }
+
+    /// Sends the values that typed paths `set` without checking them against the
+    /// fields' `#[model(validate(...))]` rules (they are checked by default).
+    pub fn skip_validation(mut self) -> Self {
+        self.core.validate = false;
+        self
     }
 
     /// Applies the update only when the document is still at `version`; when the filter
@@ -335,6 +408,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             let one_step = self.core.upsert_in_one_step();
             let mut options = self.options.clone();
             options.upsert = Some(one_step);
+            options.array_filters = prepared.array_filters.clone();
             let found = {
                 let mut guard = self.core.session.lock().await?;
                 let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
@@ -358,6 +432,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             }
             let mut options = self.options.clone();
             options.upsert = Some(true);
+            options.array_filters = prepared.array_filters.clone();
             let inserted = {
                 let mut guard = self.core.session.lock().await?;
                 let (filter, update) = (
