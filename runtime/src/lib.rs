@@ -66,6 +66,7 @@ mod hook_context;
 mod hooks;
 mod model;
 pub mod query;
+mod relation;
 mod repo;
 mod retry;
 mod session;
@@ -85,10 +86,11 @@ pub use mongodb;
 pub use mongodb::bson;
 pub use mongrove_macros::Model;
 pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
+pub use relation::{Populated, Ref, Reference, Resolved};
 pub use repo::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save, SyncIndexes,
-    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
+    FindOneAndUpdate, FindOnePopulated, FindPopulated, IndexReport, Insert, InsertMany, Modify,
+    Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};

@@ -13,6 +13,7 @@ mod integrity;
 mod live_orders;
 mod quickstart;
 mod reexport;
+mod relations;
 mod repo;
 mod testkit;
 mod transactions;

@@ -16,9 +16,9 @@ use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Save, SyncIndexes,
-    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
+    FindOneAndUpdate, FindOnePopulated, FindPopulated, IndexReport, Insert, InsertMany, Modify,
+    Replace, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;
@@ -139,6 +139,16 @@ impl<M: Model> Repo<M> {
     /// How many documents match `filter`.
     pub fn count(&self, filter: impl IntoFilter<M>) -> Count<'_, M> {
         Count::new(self, filter.into().into_parts())
+    }
+
+    /// The distinct values of `field`, decoded as the field's type (`Vec<String>` for a
+    /// `String` field); `.filter(..)` narrows the documents. For a field holding an array the
+    /// server returns the elements: use a path whose type is the element type.
+    pub fn distinct<T>(&self, field: crate::query::Field<M, T>) -> Distinct<'_, M, T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        Distinct::new(self, &field)
     }
 
     /// Whether any document matches `filter`.

@@ -20,10 +20,10 @@ use crate::session::{SessionSlot, SharedSession};
 /// The first matching document. Created by [`Repo::find_one`] and [`Repo::find_by_id`].
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct FindOne<'a, M: Model> {
-    repo: &'a Repo<M>,
-    filter: Result<Document, EncodeProblem>,
-    options: FindOptions,
-    session: SessionSlot<'a>,
+    pub(super) repo: &'a Repo<M>,
+    pub(super) filter: Result<Document, EncodeProblem>,
+    pub(super) options: FindOptions,
+    pub(super) session: SessionSlot<'a>,
 }
 
 impl<'a, M: Model> FindOne<'a, M> {
@@ -54,7 +54,7 @@ impl<'a, M: Model> FindOne<'a, M> {
         self
     }
 
-    async fn run(self) -> Result<Option<M>> {
+    pub(super) async fn run(self) -> Result<Option<M>> {
         let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = self.options;
         options.limit = Some(-1);
@@ -75,10 +75,10 @@ session_setter!(FindOne);
 /// Every matching document. Created by [`Repo::find`].
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct Find<'a, M: Model> {
-    repo: &'a Repo<M>,
-    filter: Result<Document, EncodeProblem>,
-    options: FindOptions,
-    session: SessionSlot<'a>,
+    pub(super) repo: &'a Repo<M>,
+    pub(super) filter: Result<Document, EncodeProblem>,
+    pub(super) options: FindOptions,
+    pub(super) session: SessionSlot<'a>,
 }
 
 /// A cursor together with the session it must be advanced in.
@@ -175,7 +175,7 @@ impl<'a, M: Model> Find<'a, M> {
         .boxed())
     }
 
-    async fn run(self) -> Result<Vec<M>> {
+    pub(super) async fn run(self) -> Result<Vec<M>> {
         let mut results = self.stream().await?;
         let mut all = Vec::new();
         while let Some(item) = results.next().await {

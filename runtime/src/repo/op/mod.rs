@@ -6,10 +6,12 @@ pub(crate) mod bookkeeping;
 pub(crate) mod bulk;
 mod count;
 pub(crate) mod delete;
+mod distinct;
 mod find;
 mod indexes;
 pub(crate) mod insert;
 mod modify;
+mod populate;
 pub(crate) mod replace;
 pub(crate) mod update;
 
@@ -17,10 +19,12 @@ pub use apply_if_current::{Applied, ApplyIfCurrent};
 pub use bulk::{BulkWrite, WriteOp};
 pub use count::{Count, Exists};
 pub use delete::{Delete, DeleteMany};
+pub use distinct::Distinct;
 pub use find::{Find, FindOne};
 pub use indexes::{IndexReport, SyncIndexes};
 pub use insert::{Insert, InsertMany};
 pub use modify::Modify;
+pub use populate::{FindOnePopulated, FindPopulated};
 pub use replace::{Replace, Save};
 pub use update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
 

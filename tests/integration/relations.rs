@@ -1,0 +1,321 @@
+//! References between models (`Ref<M>`, `.populate(path)`), `distinct`, projections into other
+//! structs, keyset pagination and typed aggregation, against the real server. The query counts
+//! come from the driver's command monitoring.
+
+use std::sync::{Arc, Mutex};
+
+use mongrove::bson::{Document, doc, oid::ObjectId};
+use mongrove::mongodb::event::EventHandler;
+use mongrove::mongodb::event::command::CommandEvent;
+use mongrove::mongodb::options::ClientOptions;
+use mongrove::testkit::{self, TestDb};
+use mongrove::{Db, Error, Model, Ref, Resolved};
+use serde::{Deserialize, Serialize};
+
+use crate::common;
+
+// ANCHOR: models
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "customers")]
+pub struct Customer {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<ObjectId>,
+    pub name: String,
+    pub country: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "tags")]
+pub struct Tag {
+    #[serde(rename = "_id")]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "orders")]
+pub struct Order {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<ObjectId>,
+    /// Stored as the customer's bare `_id`.
+    pub customer: Ref<Customer>,
+    /// A reference that may be absent.
+    pub referrer: Option<Ref<Customer>>,
+    /// Several references.
+    pub tags: Vec<Ref<Tag>>,
+    pub status: String,
+    pub total: f64,
+}
+// ANCHOR_END: models
+
+fn order(customer: &Customer, status: &str, total: f64) -> Order {
+    Order {
+        id: None,
+        customer: Ref::to(customer).expect("inserted customer"),
+        referrer: None,
+        tags: Vec::new(),
+        status: status.to_owned(),
+        total,
+    }
+}
+
+/// The commands a client sent, by name.
+#[derive(Clone, Default)]
+struct Sent(Arc<Mutex<Vec<(String, Document)>>>);
+
+impl Sent {
+    fn named(&self, name: &str) -> Vec<Document> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// A `Db` on the test's database through a client that records every command it sends.
+async fn monitored(test: &TestDb) -> (Db, Sent) {
+    let server = testkit::server().await.expect("test server");
+    let mut options = ClientOptions::parse(server.uri())
+        .await
+        .expect("parse the server's URI");
+    let sent = Sent::default();
+    let record = sent.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(started) = event {
+            record
+                .0
+                .lock()
+                .unwrap()
+                .push((started.command_name, started.command));
+        }
+    }));
+    let client = mongrove::mongodb::Client::with_options(options).expect("client");
+    (Db::new(client, test.name()), sent)
+}
+
+async fn customers(db: &Db, n: usize) -> Vec<Customer> {
+    let mut all: Vec<Customer> = (0..n)
+        .map(|i| Customer {
+            id: None,
+            name: format!("customer {i}"),
+            country: if i % 2 == 0 { "FR" } else { "DE" }.to_owned(),
+        })
+        .collect();
+    db.repo::<Customer>()
+        .insert_many(&mut all)
+        .await
+        .expect("insert customers");
+    all
+}
+
+#[tokio::test]
+async fn a_ref_is_stored_as_the_bare_id() {
+    let test = common::db().await;
+    let all = customers(&test, 1).await;
+    let mut o = order(&all[0], "new", 1.0);
+    o.tags = vec![Ref::new("red".to_owned())];
+    test.repo::<Order>().insert(&mut o).await.unwrap();
+    let raw = test
+        .repo::<Order>()
+        .collection()
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.get_object_id("customer").unwrap(), all[0].id.unwrap());
+    assert_eq!(raw.get("referrer"), Some(&mongrove::bson::Bson::Null));
+    assert_eq!(
+        raw.get_array("tags").unwrap(),
+        &vec![mongrove::bson::Bson::from("red")]
+    );
+    // And a typed filter compares it as an id.
+    let f = Order::fields();
+    let found = test
+        .repo::<Order>()
+        .find(f.customer.eq(Ref::to(&all[0]).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}
+
+// ANCHOR: populate_count
+#[tokio::test]
+async fn populating_1000_orders_sends_two_finds() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let all = customers(&db, 100).await;
+    let mut orders: Vec<Order> = (0..1000)
+        .map(|i| order(&all[i % 100], "new", i as f64))
+        .collect();
+    db.repo::<Order>().insert_many(&mut orders).await.unwrap();
+    sent.clear();
+
+    let f = Order::fields();
+    let populated = db
+        .repo::<Order>()
+        .find(f.status.eq("new"))
+        .populate(f.customer)
+        .await
+        .unwrap();
+
+    // One `find` for the orders (and its `getMore`s), one `$in` for the 100 customers.
+    assert_eq!(sent.named("find").len(), 2);
+    assert_eq!(populated.len(), 1000);
+    for p in &populated {
+        let customer = p.one().expect("every customer exists");
+        assert_eq!(Some(p.doc.customer.id()), customer.id.as_ref());
+    }
+    let in_query = &sent.named("find")[1];
+    assert_eq!(in_query.get_str("find").unwrap(), "customers");
+    let ids = in_query
+        .get_document("filter")
+        .and_then(|f| f.get_document("_id"))
+        .and_then(|f| f.get_array("$in"))
+        .unwrap();
+    assert_eq!(ids.len(), 100, "each customer asked for once");
+}
+// ANCHOR_END: populate_count
+
+#[tokio::test]
+async fn dangling_references_are_reported() {
+    let test = common::db().await;
+    let all = customers(&test, 2).await;
+    let orders = test.repo::<Order>();
+    let mut o = order(&all[0], "new", 1.0);
+    o.referrer = Ref::to(&all[1]);
+    orders.insert(&mut o).await.unwrap();
+    test.repo::<Customer>().delete(&all[1]).await.unwrap();
+
+    let f = Order::fields();
+    let p = orders
+        .find_by_id(o.id.unwrap())
+        .populate(f.referrer.clone())
+        .await
+        .unwrap()
+        .expect("the order");
+    assert!(p.one().is_none());
+    assert_eq!(p.dangling(), vec![&all[1].id.unwrap()]);
+    assert!(matches!(&p.refs[..], [Resolved::Dangling(_)]));
+
+    let err = orders
+        .find(f.status.eq("new"))
+        .populate(f.referrer)
+        .strict()
+        .await
+        .unwrap_err();
+    match err {
+        Error::DanglingRef {
+            collection,
+            path,
+            target,
+            missing,
+            ..
+        } => {
+            assert_eq!(collection, "orders");
+            assert_eq!(path, "referrer");
+            assert_eq!(target, "customers");
+            assert_eq!(*missing, mongrove::bson::Bson::ObjectId(all[1].id.unwrap()));
+        }
+        other => panic!("expected DanglingRef, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_references_means_no_in_query() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let all = customers(&db, 1).await;
+    db.repo::<Order>()
+        .insert(&mut order(&all[0], "new", 1.0))
+        .await
+        .unwrap();
+    sent.clear();
+    let f = Order::fields();
+    // The only order has no referrer, and no order is "gone": neither sends an empty `$in`.
+    let p = db
+        .repo::<Order>()
+        .find(f.status.eq("new"))
+        .populate(f.referrer.clone())
+        .await
+        .unwrap();
+    assert_eq!(p.len(), 1);
+    assert!(p[0].refs.is_empty());
+    let none = db
+        .repo::<Order>()
+        .find_one(f.status.eq("gone"))
+        .populate(f.customer)
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    assert_eq!(sent.named("find").len(), 2, "one find per query, no `$in`");
+}
+
+#[tokio::test]
+async fn vec_refs_resolve_in_order_and_inside_transactions() {
+    let test = common::db().await;
+    let all = customers(&test, 1).await;
+    let mut tags = vec![Tag { id: "red".into() }, Tag { id: "blue".into() }];
+    test.repo::<Tag>().insert_many(&mut tags).await.unwrap();
+    let mut o = order(&all[0], "new", 1.0);
+    o.tags = vec![
+        Ref::new("blue".into()),
+        Ref::new("red".into()),
+        Ref::new("green".into()),
+    ];
+    test.repo::<Order>().insert(&mut o).await.unwrap();
+
+    let f = Order::fields();
+    let p = test
+        .transaction(async |tx| {
+            tx.repo::<Order>()
+                .find_one(f.status.eq("new"))
+                .populate(f.tags.clone())
+                .await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let found: Vec<&str> = p.found().map(|t| t.id.as_str()).collect();
+    assert_eq!(found, ["blue", "red"]);
+    assert_eq!(p.dangling(), vec![&"green".to_owned()]);
+}
+
+#[tokio::test]
+async fn distinct_is_typed_by_the_field() {
+    let test = common::db().await;
+    let all = customers(&test, 4).await;
+    let f = Customer::fields();
+    let mut countries: Vec<String> = test
+        .repo::<Customer>()
+        .distinct(f.country.clone())
+        .await
+        .unwrap();
+    countries.sort();
+    assert_eq!(countries, ["DE", "FR"]);
+    let names = test
+        .repo::<Customer>()
+        .distinct(f.name.clone())
+        .filter(f.country.eq("DE"))
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 2);
+    assert_eq!(all.len(), 4);
+
+    // A stored value of another type is a decode error, not a silent skip.
+    test.repo::<Customer>()
+        .collection()
+        .insert_one(doc! { "name": 7, "country": "IT" })
+        .await
+        .unwrap();
+    let err = test.repo::<Customer>().distinct(f.name).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Decode { ref field, .. } if field == "name"),
+        "{err:?}"
+    );
+}
