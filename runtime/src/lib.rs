@@ -65,6 +65,7 @@ mod error;
 mod hook_context;
 mod hooks;
 mod model;
+mod projection;
 pub mod query;
 mod relation;
 mod repo;
@@ -84,13 +85,15 @@ pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
 pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned};
 pub use mongodb;
 pub use mongodb::bson;
-pub use mongrove_macros::Model;
+pub use mongrove_macros::{Model, Projection};
+pub use projection::{ProjectInto, Projection};
 pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use relation::{Populated, Ref, Reference, Resolved};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
-    FindOneAndUpdate, FindOnePopulated, FindPopulated, IndexReport, Insert, InsertMany, Modify,
-    Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    FindOneAndUpdate, FindOnePopulated, FindPopulated, FindProjected, IndexReport, Insert,
+    InsertMany, Modify, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome,
+    WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};
@@ -108,6 +111,7 @@ pub mod __private_v1 {
     pub use crate::model::{
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
+    pub use crate::projection::{ProjectedPath, Projection, project_field};
     pub use crate::query::{Field, IdField, Nested, VersionField, join_path};
     pub use crate::validate::{
         check_custom, check_length, check_non_empty, check_pattern, check_range, compiled,

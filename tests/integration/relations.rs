@@ -9,7 +9,7 @@ use mongrove::mongodb::event::EventHandler;
 use mongrove::mongodb::event::command::CommandEvent;
 use mongrove::mongodb::options::ClientOptions;
 use mongrove::testkit::{self, TestDb};
-use mongrove::{Db, Error, Model, Ref, Resolved};
+use mongrove::{Db, Error, Model, Projection, Ref, Resolved};
 use serde::{Deserialize, Serialize};
 
 use crate::common;
@@ -318,4 +318,104 @@ async fn distinct_is_typed_by_the_field() {
         matches!(err, Error::Decode { ref field, .. } if field == "name"),
         "{err:?}"
     );
+}
+
+// ANCHOR: projection
+/// The two fields of an order a listing shows. Each field is checked against `Order` at
+/// compile time: same name, same type (or an `Option` of it).
+#[derive(Debug, PartialEq, Deserialize, Projection)]
+#[projection(of = Order)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub status: String,
+    pub total: Option<f64>,
+}
+// ANCHOR_END: projection
+
+#[tokio::test]
+async fn project_reads_only_the_projected_fields() -> mongrove::Result<()> {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let all = customers(&db, 1).await;
+    let mut o = order(&all[0], "paid", 12.5);
+    db.repo::<Order>().insert(&mut o).await.unwrap();
+    // A document whose `customer` no longer fits the model: a lean read never decodes it.
+    db.repo::<Order>()
+        .collection()
+        .insert_one(doc! { "customer": "not an id", "status": "paid", "total": 1.0, "tags": [] })
+        .await
+        .unwrap();
+    sent.clear();
+
+    // ANCHOR: project
+    let f = Order::fields();
+    let lines: Vec<OrderLine> = db
+        .repo::<Order>()
+        .find(f.status.eq("paid"))
+        .sort(f.total.desc())
+        .project::<OrderLine>()
+        .await?;
+    // ANCHOR_END: project
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0],
+        OrderLine {
+            id: o.id.unwrap(),
+            status: "paid".into(),
+            total: Some(12.5)
+        }
+    );
+    let find = &sent.named("find")[0];
+    assert_eq!(
+        find.get_document("projection").unwrap(),
+        &doc! { "_id": 1, "status": 1, "total": 1 }
+    );
+
+    // The full model does not decode the second document.
+    let err = db
+        .repo::<Order>()
+        .find(f.status.eq("paid"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+
+    // A projected field that does not decode is reported.
+    db.repo::<Order>()
+        .collection()
+        .insert_one(doc! { "status": "odd", "total": "twelve" })
+        .await
+        .unwrap();
+    let err = db
+        .repo::<Order>()
+        .find(f.status.eq("odd"))
+        .project::<OrderLine>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Decode { ref field, .. } if field == "total"),
+        "{err:?}"
+    );
+
+    // A projection may store a field under another name: the server renames it.
+    let states = db
+        .repo::<Order>()
+        .find(f.total.eq(12.5))
+        .project::<State>()
+        .await?;
+    assert_eq!(
+        states,
+        [State {
+            status: "paid".into()
+        }]
+    );
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Deserialize, Projection)]
+#[projection(of = Order)]
+struct State {
+    #[serde(rename = "state")]
+    status: String,
 }

@@ -17,8 +17,8 @@ use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
-    FindOneAndUpdate, FindOnePopulated, FindPopulated, IndexReport, Insert, InsertMany, Modify,
-    Replace, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    FindOneAndUpdate, FindOnePopulated, FindPopulated, FindProjected, IndexReport, Insert,
+    InsertMany, Modify, Replace, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;

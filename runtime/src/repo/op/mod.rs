@@ -12,6 +12,7 @@ mod indexes;
 pub(crate) mod insert;
 mod modify;
 mod populate;
+mod project;
 pub(crate) mod replace;
 pub(crate) mod update;
 
@@ -25,6 +26,7 @@ pub use indexes::{IndexReport, SyncIndexes};
 pub use insert::{Insert, InsertMany};
 pub use modify::Modify;
 pub use populate::{FindOnePopulated, FindPopulated};
+pub use project::FindProjected;
 pub use replace::{Replace, Save};
 pub use update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
 
