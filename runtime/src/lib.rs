@@ -91,9 +91,9 @@ pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use relation::{Populated, Ref, Reference, Resolved};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
-    FindOneAndUpdate, FindOnePopulated, FindPopulated, FindProjected, IndexReport, Insert,
-    InsertMany, Modify, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome,
-    WriteOp,
+    FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated, FindProjected, IndexReport,
+    Insert, InsertMany, Modify, Page, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne,
+    UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};

@@ -46,28 +46,24 @@ pub trait ProjectedPath<Out> {
     fn __stored_path(&self) -> &str;
 }
 
-#[diagnostic::do_not_recommend]
 impl<M, T: ProjectInto<Out>, Out> ProjectedPath<Out> for Field<M, T> {
     fn __stored_path(&self) -> &str {
         self.path()
     }
 }
 
-#[diagnostic::do_not_recommend]
 impl<M, T: ProjectInto<Out>, Out> ProjectedPath<Out> for IdField<M, T> {
     fn __stored_path(&self) -> &str {
         self.path()
     }
 }
 
-#[diagnostic::do_not_recommend]
 impl<M, T: ProjectInto<Out>, Out> ProjectedPath<Out> for VersionField<M, T> {
     fn __stored_path(&self) -> &str {
         self.path()
     }
 }
 
-#[diagnostic::do_not_recommend]
 impl<M, T: ProjectInto<Out>, F, Out> ProjectedPath<Out> for Nested<M, T, F> {
     fn __stored_path(&self) -> &str {
         self.path()

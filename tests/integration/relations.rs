@@ -419,3 +419,145 @@ struct State {
     #[serde(rename = "state")]
     status: String,
 }
+
+async fn numbered(db: &Db, totals: impl IntoIterator<Item = i32>) -> Vec<Order> {
+    let all = customers(db, 1).await;
+    let mut orders: Vec<Order> = totals
+        .into_iter()
+        .map(|t| order(&all[0], "open", f64::from(t)))
+        .collect();
+    db.repo::<Order>().insert_many(&mut orders).await.unwrap();
+    orders
+}
+
+fn totals(page: &mongrove::Page<Order>) -> Vec<f64> {
+    page.items.iter().map(|o| o.total).collect()
+}
+
+#[tokio::test]
+async fn keyset_pages_are_stable_across_inserts() -> mongrove::Result<()> {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    // Totals 0, 1, 1, 2, 2, 3, ...: ties on the sort key are broken by `_id`.
+    numbered(&db, (0..12).map(|i| (i + 1) / 2)).await;
+    let orders = db.repo::<Order>();
+    let f = Order::fields();
+
+    // ANCHOR: pages
+    let first = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.desc())
+        .limit(5)
+        .page()
+        .await?;
+    let cursor = first.next.clone().expect("more than one page");
+    let second = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.desc())
+        .limit(5)
+        .after(&cursor)
+        .await?;
+    // ANCHOR_END: pages
+    assert_eq!(totals(&first), [6.0, 5.0, 5.0, 4.0, 4.0]);
+    assert_eq!(totals(&second), [3.0, 3.0, 2.0, 2.0, 1.0]);
+    assert!(sent.named("find").iter().all(|c| !c.contains_key("skip")));
+
+    // Documents inserted before the cursor's position do not shift the next page; those after it
+    // appear in it.
+    numbered(&db, [10, 0]).await;
+    let again = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.desc())
+        .limit(5)
+        .after(&cursor)
+        .await?;
+    assert_eq!(totals(&again), totals(&second));
+    let third = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.desc())
+        .limit(5)
+        .after(second.next.as_deref().expect("a third page"))
+        .await?;
+    assert_eq!(totals(&third), [1.0, 0.0, 0.0]);
+    assert!(third.next.is_none(), "the last page has no next cursor");
+
+    let ids: std::collections::HashSet<_> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .chain(&third.items)
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(ids.len(), 13, "no document repeated");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cursor_after_the_last_page_returns_an_empty_page() -> mongrove::Result<()> {
+    let test = common::db().await;
+    numbered(&test, 0..4).await;
+    let orders = test.repo::<Order>();
+    let f = Order::fields();
+    let first = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.asc())
+        .limit(2)
+        .page()
+        .await?;
+    let cursor = first.next.expect("a second page");
+    // Everything after the cursor goes away before the next page is read.
+    orders.delete_many(f.total.gte(2.0)).await?;
+    let empty = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.asc())
+        .limit(2)
+        .after(&cursor)
+        .await?;
+    assert!(empty.items.is_empty());
+    assert!(empty.next.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn tampered_and_foreign_cursors_are_refused() -> mongrove::Result<()> {
+    let test = common::db().await;
+    numbered(&test, 0..4).await;
+    let orders = test.repo::<Order>();
+    let f = Order::fields();
+    let first = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.asc())
+        .limit(2)
+        .page()
+        .await?;
+    let cursor = first.next.expect("a second page");
+
+    let mut tampered = cursor.clone().into_bytes();
+    let at = tampered.len() - 4;
+    tampered[at] = if tampered[at] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let err = orders
+        .find(f.status.eq("open"))
+        .sort(f.total.asc())
+        .limit(2)
+        .after(&tampered)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidCursor { reason, .. } if reason.contains("altered")),
+        "{err:?}"
+    );
+
+    // The same cursor with another filter, or another sort.
+    for find in [
+        orders.find(f.status.eq("closed")).sort(f.total.asc()),
+        orders.find(f.status.eq("open")).sort(f.total.desc()),
+    ] {
+        let err = find.limit(2).after(&cursor).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidCursor { reason, .. } if reason.contains("another query")),
+            "{err:?}"
+        );
+    }
+    Ok(())
+}

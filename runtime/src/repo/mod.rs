@@ -17,8 +17,9 @@ use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
-    FindOneAndUpdate, FindOnePopulated, FindPopulated, FindProjected, IndexReport, Insert,
-    InsertMany, Modify, Replace, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated, FindProjected, IndexReport,
+    Insert, InsertMany, Modify, Page, Replace, Save, SyncIndexes, UpdateMany, UpdateOne,
+    UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;
