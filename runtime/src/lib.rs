@@ -90,10 +90,10 @@ pub use projection::{ProjectInto, Projection};
 pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use relation::{Populated, Ref, Reference, Resolved};
 pub use repo::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
-    FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated, FindProjected, IndexReport,
-    Insert, InsertMany, Modify, Page, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne,
-    UpdateOutcome, WriteOp,
+    Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
+    Distinct, Exists, Find, FindOne, FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated,
+    FindProjected, IndexReport, Insert, InsertMany, Modify, Page, RefersTo, Replace, Repo, Save,
+    Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};

@@ -9,7 +9,7 @@ use mongrove::mongodb::event::EventHandler;
 use mongrove::mongodb::event::command::CommandEvent;
 use mongrove::mongodb::options::ClientOptions;
 use mongrove::testkit::{self, TestDb};
-use mongrove::{Db, Error, Model, Projection, Ref, Resolved};
+use mongrove::{Acc, Db, Error, Model, Projection, Ref, Resolved};
 use serde::{Deserialize, Serialize};
 
 use crate::common;
@@ -559,5 +559,174 @@ async fn tampered_and_foreign_cursors_are_refused() -> mongrove::Result<()> {
             "{err:?}"
         );
     }
+    Ok(())
+}
+
+// ANCHOR: aggregate_out
+/// One output document of the revenue pipeline: its serde names are the output fields.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Revenue {
+    #[serde(rename = "_id")]
+    status: String,
+    orders: i64,
+    total: f64,
+    average: f64,
+    largest: f64,
+    customers: Vec<ObjectId>,
+}
+// ANCHOR_END: aggregate_out
+
+async fn shop(db: &Db) -> Vec<Customer> {
+    let all = customers(db, 2).await;
+    let mut orders = vec![
+        order(&all[0], "paid", 10.0),
+        order(&all[0], "paid", 30.0),
+        order(&all[1], "paid", 20.0),
+        order(&all[1], "open", 5.0),
+    ];
+    orders[0].tags = vec![Ref::new("red".into()), Ref::new("blue".into())];
+    db.repo::<Order>().insert_many(&mut orders).await.unwrap();
+    all
+}
+
+#[tokio::test]
+async fn group_with_typed_accumulators() -> mongrove::Result<()> {
+    let test = common::db().await;
+    let all = shop(&test).await;
+    let orders = test.repo::<Order>();
+    // ANCHOR: aggregate
+    let f = Order::fields();
+    let revenue: Vec<Revenue> = orders
+        .aggregate()
+        .match_(f.total.gt(1.0))
+        .group_by(
+            &f.status,
+            [
+                Acc::count("orders"),
+                Acc::sum("total", &f.total),
+                Acc::avg("average", &f.total),
+                Acc::max("largest", &f.total),
+                Acc::add_to_set("customers", &f.customer),
+            ],
+        )
+        .sort(doc! { "_id": -1 }.into())
+        .decode::<Revenue>()
+        .await?;
+    // ANCHOR_END: aggregate
+    assert_eq!(revenue.len(), 2);
+    let paid = &revenue[0];
+    assert_eq!(
+        (
+            paid.status.as_str(),
+            paid.orders,
+            paid.total,
+            paid.average,
+            paid.largest
+        ),
+        ("paid", 3, 60.0, 20.0, 30.0)
+    );
+    let mut customers = paid.customers.clone();
+    customers.sort();
+    let mut expected: Vec<ObjectId> = all.iter().map(|c| c.id.unwrap()).collect();
+    expected.sort();
+    assert_eq!(customers, expected);
+    assert_eq!(revenue[1].status, "open");
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct WithCustomer {
+    total: f64,
+    buyer: Vec<Customer>,
+}
+
+#[tokio::test]
+async fn lookup_unwind_skip_limit_and_a_raw_stage() -> mongrove::Result<()> {
+    let test = common::db().await;
+    shop(&test).await;
+    let orders = test.repo::<Order>();
+    let f = Order::fields();
+    // ANCHOR: lookup
+    let joined: Vec<WithCustomer> = orders
+        .aggregate()
+        .sort(f.total.asc())
+        .skip(1)
+        .limit(2)
+        .lookup::<Customer, _>(f.customer.clone(), "buyer")
+        .decode()
+        .await?;
+    // ANCHOR_END: lookup
+    assert_eq!(joined.len(), 2);
+    assert_eq!(joined[0].total, 10.0);
+    assert_eq!(joined[0].buyer.len(), 1);
+    assert_eq!(joined[0].buyer[0].name, "customer 0");
+
+    // One document per tag, counted with a raw stage.
+    let tags = orders
+        .aggregate()
+        .unwind(&f.tags)
+        .stage(doc! { "$count": "n" })
+        .await?;
+    assert_eq!(tags, [doc! { "n": 2 }]);
+
+    // A projection as a stage, streamed.
+    use futures_util::StreamExt;
+    let mut lines = orders
+        .aggregate()
+        .match_(f.status.eq("open"))
+        .project::<OrderLine>()
+        .decode::<OrderLine>()
+        .stream()
+        .await?;
+    let line = lines.next().await.expect("one line")?;
+    assert_eq!(line.total, Some(5.0));
+    assert!(lines.next().await.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_output_that_does_not_decode_is_a_decode_error() {
+    let test = common::db().await;
+    shop(&test).await;
+    let f = Order::fields();
+    // `_id` of a group is the status, a string: `Revenue` without `orders` does not decode.
+    let err = test
+        .repo::<Order>()
+        .aggregate()
+        .group_by(&f.status, [Acc::sum("total", &f.total)])
+        .decode::<Revenue>()
+        .await
+        .unwrap_err();
+    match err {
+        Error::Decode {
+            collection, field, ..
+        } => {
+            assert_eq!(collection, "orders");
+            assert_eq!(field, "orders");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn aggregate_joins_the_transaction() -> mongrove::Result<()> {
+    let test = common::db().await;
+    shop(&test).await;
+    // Another client: it never joins this test's transaction.
+    let (other, _) = monitored(&test).await;
+    let f = Order::fields();
+    let count = || [Acc::count("n")];
+    let (inside, outside) = test
+        .transaction(async |tx| {
+            let orders = tx.repo::<Order>();
+            orders.delete_many(f.status.eq("open")).await?;
+            // The pipeline sees the transaction's own uncommitted delete; the other client does not.
+            let inside = orders.aggregate().group_all(count()).await?;
+            let outside = other.repo::<Order>().aggregate().group_all(count()).await?;
+            Ok((inside, outside))
+        })
+        .await?;
+    assert_eq!(inside, [doc! { "_id": null, "n": 3 }]);
+    assert_eq!(outside, [doc! { "_id": null, "n": 4 }]);
     Ok(())
 }

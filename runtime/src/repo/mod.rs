@@ -16,10 +16,10 @@ use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Distinct, Exists, Find, FindOne,
-    FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated, FindProjected, IndexReport,
-    Insert, InsertMany, Modify, Page, Replace, Save, SyncIndexes, UpdateMany, UpdateOne,
-    UpdateOutcome, WriteOp,
+    Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
+    Distinct, Exists, Find, FindOne, FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated,
+    FindProjected, IndexReport, Insert, InsertMany, Modify, Page, RefersTo, Replace, Save,
+    Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;
@@ -135,6 +135,13 @@ impl<M: Model> Repo<M> {
     /// Every document matching `filter`; await it for a `Vec`, or call `.stream()`.
     pub fn find(&self, filter: impl IntoFilter<M>) -> Find<'_, M> {
         Find::new(self, filter.into().into_parts())
+    }
+
+    /// An aggregation pipeline on this collection, built from typed stages; await it for raw
+    /// documents or `.decode::<Out>()` it. Inside a transaction it runs in its session, like
+    /// every other operation.
+    pub fn aggregate(&self) -> Aggregate<'_, M> {
+        Aggregate::new(self)
     }
 
     /// How many documents match `filter`.

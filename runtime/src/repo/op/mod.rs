@@ -1,6 +1,7 @@
 //! One operation per file, each a builder that runs when awaited, like the driver's `action`
 //! folder: `users.find(filter).limit(10).await`.
 
+mod aggregate;
 mod apply_if_current;
 pub(crate) mod bookkeeping;
 pub(crate) mod bulk;
@@ -17,6 +18,7 @@ mod project;
 pub(crate) mod replace;
 pub(crate) mod update;
 
+pub use aggregate::{Acc, Aggregate, AggregateAs, RefersTo, Summable};
 pub use apply_if_current::{Applied, ApplyIfCurrent};
 pub use bulk::{BulkWrite, WriteOp};
 pub use count::{Count, Exists};
