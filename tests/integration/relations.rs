@@ -156,6 +156,7 @@ async fn populating_1000_orders_sends_two_finds() {
     db.repo::<Order>().insert_many(&mut orders).await.unwrap();
     sent.clear();
 
+    // ANCHOR: populate
     let f = Order::fields();
     let populated = db
         .repo::<Order>()
@@ -163,6 +164,7 @@ async fn populating_1000_orders_sends_two_finds() {
         .populate(f.customer)
         .await
         .unwrap();
+    // ANCHOR_END: populate
 
     // One `find` for the orders (and its `getMore`s), one `$in` for the 100 customers.
     assert_eq!(sent.named("find").len(), 2);
@@ -193,6 +195,7 @@ async fn dangling_references_are_reported() {
     test.repo::<Customer>().delete(&all[1]).await.unwrap();
 
     let f = Order::fields();
+    // ANCHOR: dangling
     let p = orders
         .find_by_id(o.id.unwrap())
         .populate(f.referrer.clone())
@@ -201,6 +204,7 @@ async fn dangling_references_are_reported() {
         .expect("the order");
     assert!(p.one().is_none());
     assert_eq!(p.dangling(), vec![&all[1].id.unwrap()]);
+    // ANCHOR_END: dangling
     assert!(matches!(&p.refs[..], [Resolved::Dangling(_)]));
 
     let err = orders
