@@ -139,7 +139,7 @@ impl<'a> SessionSlot<'a> {
     pub(crate) fn reborrow(&mut self) -> SessionSlot<'_> {
         match self {
             SessionSlot::None => SessionSlot::None,
-            SessionSlot::Borrowed(session) => SessionSlot::Borrowed(&mut **session),
+            SessionSlot::Borrowed(session) => SessionSlot::Borrowed(session),
             SessionSlot::Shared(bound) => SessionSlot::Shared(bound.clone()),
             SessionSlot::Ambient(database, lineage) => SessionSlot::Ambient(database, *lineage),
         }

@@ -197,7 +197,7 @@ fn decode_cursor(
     keys: usize,
 ) -> std::result::Result<Vec<Bson>, &'static str> {
     const ALTERED: &str = "the cursor was altered or truncated";
-    if cursor.len() % 2 != 0 || cursor.len() < 16 || !cursor.is_ascii() {
+    if !cursor.len().is_multiple_of(2) || cursor.len() < 16 || !cursor.is_ascii() {
         return Err(ALTERED);
     }
     let bytes = (0..cursor.len())
