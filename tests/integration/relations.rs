@@ -734,3 +734,85 @@ async fn aggregate_joins_the_transaction() -> mongrove::Result<()> {
     assert_eq!(outside, [doc! { "_id": null, "n": 4 }]);
     Ok(())
 }
+
+#[tokio::test]
+async fn populate_and_pages_run_in_a_session_of_your_own() -> mongrove::Result<()> {
+    let test = common::db().await;
+    let existing = customers(&test, 1).await;
+    let mut session = test.client().start_session().await?;
+    session.start_transaction().await?;
+    // A customer and an order that exist only inside the session's transaction.
+    let mut c = Customer {
+        id: None,
+        name: "in the transaction".into(),
+        country: "FR".into(),
+    };
+    test.repo::<Customer>()
+        .insert(&mut c)
+        .session(&mut session)
+        .await?;
+    let mut o = order(&c, "tx", 1.0);
+    o.referrer = Ref::to(&existing[0]);
+    test.repo::<Order>()
+        .insert(&mut o)
+        .session(&mut session)
+        .await?;
+
+    let f = Order::fields();
+    let inside = test
+        .repo::<Order>()
+        .find(f.status.eq("tx"))
+        .populate(f.customer.clone())
+        .strict()
+        .session(&mut session)
+        .await?;
+    assert_eq!(inside.len(), 1);
+    assert_eq!(
+        inside[0].one().map(|c| c.name.as_str()),
+        Some("in the transaction")
+    );
+    let page = test
+        .repo::<Order>()
+        .find(f.status.eq("tx"))
+        .page()
+        .session(&mut session)
+        .await?;
+    assert_eq!(page.items.len(), 1);
+
+    // Outside the session neither exists yet.
+    let outside = test
+        .repo::<Order>()
+        .find(f.status.eq("tx"))
+        .populate(f.customer)
+        .await?;
+    assert!(outside.is_empty());
+    session.abort_transaction().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_loop_reads_every_page_once() -> mongrove::Result<()> {
+    let test = common::db().await;
+    numbered(&test, 0..23).await;
+    let orders = test.repo::<Order>();
+    let f = Order::fields();
+    // ANCHOR: page_loop
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = orders
+            .find(f.status.eq("open"))
+            .sort(f.total.asc())
+            .limit(10)
+            .after(&cursor)
+            .await?;
+        seen.extend(page.items.iter().map(|o| o.total));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    // ANCHOR_END: page_loop
+    assert_eq!(seen, (0..23).map(f64::from).collect::<Vec<_>>());
+    Ok(())
+}

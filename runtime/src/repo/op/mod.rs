@@ -28,7 +28,7 @@ pub use find::{Find, FindOne};
 pub use indexes::{IndexReport, SyncIndexes};
 pub use insert::{Insert, InsertMany};
 pub use modify::Modify;
-pub use page::{FindPage, Page};
+pub use page::{FindPage, Page, PageCursor};
 pub use populate::{FindOnePopulated, FindPopulated};
 pub use project::FindProjected;
 pub use replace::{Replace, Save};

@@ -46,14 +46,58 @@ impl<'a, M: Model> Find<'a, M> {
         }
     }
 
-    /// The page after the one `cursor` (from [`Page::next`]) ends. The query must have the
-    /// same filter and sort as the one that made the cursor, otherwise
-    /// [`Error::InvalidCursor`].
-    pub fn after(self, cursor: &str) -> FindPage<'a, M> {
+    /// The page after the one `cursor` (from [`Page::next`]) ends; with no cursor (a `None`
+    /// [`Page::next`] kept from nowhere yet), the first page, so a loop can pass `&next` as it
+    /// is. The query must have the same filter and sort as the one that made the cursor,
+    /// otherwise [`Error::InvalidCursor`].
+    pub fn after(self, cursor: impl PageCursor) -> FindPage<'a, M> {
         FindPage {
             find: self,
-            after: Some(cursor.to_owned()),
+            after: cursor.into_cursor(),
         }
+    }
+}
+
+/// What [`Find::after`] accepts: a cursor (`&str`, `&String`, `String`) or an optional one
+/// (`&Option<String>`, `Option<String>`, `Option<&str>`), where `None` means the first page.
+pub trait PageCursor {
+    /// The cursor, if any.
+    fn into_cursor(self) -> Option<String>;
+}
+
+impl PageCursor for &str {
+    fn into_cursor(self) -> Option<String> {
+        Some(self.to_owned())
+    }
+}
+
+impl PageCursor for &String {
+    fn into_cursor(self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl PageCursor for String {
+    fn into_cursor(self) -> Option<String> {
+        Some(self)
+    }
+}
+
+impl PageCursor for Option<String> {
+    fn into_cursor(self) -> Option<String> {
+        self
+    }
+}
+
+impl PageCursor for &Option<String> {
+    fn into_cursor(self) -> Option<String> {
+        self.clone()
+    }
+}
+
+impl PageCursor for Option<&str> {
+    fn into_cursor(self) -> Option<String> {
+        self.map(str::to_owned)
     }
 }
 
