@@ -27,7 +27,9 @@
 //! ```
 //!
 //! The guide (`book/` in the repository) teaches the rest: typed paths, sessions, indexes,
-//! versioning, hooks and validation, transactions (`Db::transaction`) and their retry policy,
+//! versioning, hooks and validation, references ([`Ref`], `populate`), projections
+//! ([`Projection`](macro@Projection)), `distinct`, keyset pages ([`Find::page`]) and typed
+//! aggregation ([`Repo::aggregate`]), transactions (`Db::transaction`) and their retry policy,
 //! transaction trees and sagas across clients ([`coordinate`]), change streams and resumable
 //! consumers ([`watch`]), and the test kit (`testkit`, feature `testkit`).
 //!

@@ -38,7 +38,8 @@ pub struct FindPage<'a, M: Model> {
 
 impl<'a, M: Model> Find<'a, M> {
     /// The first page: at most `limit` documents (20 when no limit was set) in the order of
-    /// `sort` then `_id`, with a cursor for the next page.
+    /// `sort` then `_id`, with a cursor for the next page. A `skip` set on the query is not
+    /// used: pages are found by their sort keys, never by position.
     pub fn page(self) -> FindPage<'a, M> {
         FindPage {
             find: self,
