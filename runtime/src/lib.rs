@@ -94,8 +94,9 @@ pub use relation::{Populated, Ref, Reference, Resolved};
 pub use repo::{
     Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
     Distinct, Exists, Find, FindOne, FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated,
-    FindProjected, IndexReport, Insert, InsertMany, Modify, Page, PageCursor, RefersTo, Replace,
-    Repo, Save, Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    FindPopulatedThen, FindProjected, IndexReport, Insert, InsertMany, Modify, Page, PageCursor,
+    RefersTo, Replace, Repo, Save, Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome,
+    WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};

@@ -114,16 +114,19 @@ impl<M: Model> Reference for Vec<Ref<M>> {
 
 /// One reference of a populated document: the referenced document, or the id that names no
 /// document (a dangling reference, reported rather than dropped).
-pub enum Resolved<T: Model> {
+///
+/// `D` is what a found reference holds: the document `T` itself, or, with a nested populate
+/// ([`FindPopulated::then`](crate::FindPopulated::then)), a `Populated<T, U>`.
+pub enum Resolved<T: Model, D = T> {
     /// The referenced document. Shared: every document that refers to it holds the same one.
-    Found(Arc<T>),
+    Found(Arc<D>),
     /// No document has this id.
     Dangling(T::Id),
 }
 
-impl<T: Model> Resolved<T> {
+impl<T: Model, D> Resolved<T, D> {
     /// The document, unless the reference is dangling.
-    pub fn found(&self) -> Option<&T> {
+    pub fn found(&self) -> Option<&D> {
         match self {
             Resolved::Found(doc) => Some(doc),
             Resolved::Dangling(_) => None,
@@ -131,7 +134,7 @@ impl<T: Model> Resolved<T> {
     }
 }
 
-impl<T: Model + fmt::Debug> fmt::Debug for Resolved<T> {
+impl<T: Model, D: fmt::Debug> fmt::Debug for Resolved<T, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Resolved::Found(doc) => f.debug_tuple("Found").field(doc).finish(),
@@ -140,7 +143,7 @@ impl<T: Model + fmt::Debug> fmt::Debug for Resolved<T> {
     }
 }
 
-impl<T: Model> Clone for Resolved<T> {
+impl<T: Model, D> Clone for Resolved<T, D> {
     fn clone(&self) -> Self {
         match self {
             Resolved::Found(doc) => Resolved::Found(doc.clone()),
@@ -152,22 +155,24 @@ impl<T: Model> Clone for Resolved<T> {
 /// A document of `M` with the documents of model `T` its populated field refers to, in the
 /// order of the stored ids (none for an absent `Option<Ref<T>>`, one for a `Ref<T>`, one per
 /// element of a `Vec<Ref<T>>`).
-pub struct Populated<M, T: Model> {
+///
+/// `D` is what each found reference holds: `T`, or `Populated<T, U>` after a nested populate.
+pub struct Populated<M, T: Model, D = T> {
     /// The document itself, with its references still holding ids.
     pub doc: M,
     /// What each stored id resolved to.
-    pub refs: Vec<Resolved<T>>,
+    pub refs: Vec<Resolved<T, D>>,
 }
 
-impl<M, T: Model> Populated<M, T> {
+impl<M, T: Model, D> Populated<M, T, D> {
     /// The first referenced document, for a `Ref<T>` or `Option<Ref<T>>` field: `None` when the
     /// field is absent or its reference is dangling (see [`Populated::dangling`]).
-    pub fn one(&self) -> Option<&T> {
+    pub fn one(&self) -> Option<&D> {
         self.refs.first().and_then(Resolved::found)
     }
 
     /// Every referenced document that exists, in order.
-    pub fn found(&self) -> impl Iterator<Item = &T> {
+    pub fn found(&self) -> impl Iterator<Item = &D> {
         self.refs.iter().filter_map(Resolved::found)
     }
 
@@ -183,7 +188,7 @@ impl<M, T: Model> Populated<M, T> {
     }
 }
 
-impl<M: fmt::Debug, T: Model + fmt::Debug> fmt::Debug for Populated<M, T> {
+impl<M: fmt::Debug, T: Model, D: fmt::Debug> fmt::Debug for Populated<M, T, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Populated")
             .field("doc", &self.doc)

@@ -816,3 +816,75 @@ async fn a_loop_reads_every_page_once() -> mongrove::Result<()> {
     assert_eq!(seen, (0..23).map(f64::from).collect::<Vec<_>>());
     Ok(())
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "accounts")]
+pub struct Account {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub manager: Option<Ref<Account>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "invoices")]
+pub struct Invoice {
+    #[serde(rename = "_id")]
+    pub id: i64,
+    pub account: Ref<Account>,
+}
+
+#[tokio::test]
+async fn nested_populate_sends_one_query_per_level() -> mongrove::Result<()> {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let account = |id: &str, manager: Option<&str>| Account {
+        id: id.into(),
+        manager: manager.map(|m| Ref::new(m.to_owned())),
+    };
+    db.repo::<Account>()
+        .insert_many(&mut [
+            account("boss", None),
+            account("a", Some("boss")),
+            account("b", Some("gone")),
+        ])
+        .await?;
+    let mut invoices: Vec<Invoice> = (0..30)
+        .map(|i| Invoice {
+            id: i,
+            account: Ref::new(if i % 2 == 0 { "a" } else { "b" }.to_owned()),
+        })
+        .collect();
+    db.repo::<Invoice>().insert_many(&mut invoices).await?;
+    sent.clear();
+
+    // ANCHOR: nested
+    let populated = db
+        .repo::<Invoice>()
+        .find(Invoice::fields().id.gte(0))
+        .sort(Invoice::fields().id.asc())
+        .populate(Invoice::fields().account)
+        .then(Account::fields().manager)
+        .await?;
+    // ANCHOR_END: nested
+    assert_eq!(sent.named("find").len(), 3, "invoices, accounts, managers");
+    assert_eq!(populated.len(), 30);
+    let first = populated[0].one().expect("account a");
+    assert_eq!(first.doc.id, "a");
+    assert_eq!(first.one().map(|m| m.id.as_str()), Some("boss"));
+    let second = populated[1].one().expect("account b");
+    assert_eq!(second.dangling(), vec![&"gone".to_owned()]);
+
+    let err = db
+        .repo::<Invoice>()
+        .find(Invoice::fields().id.gte(0))
+        .populate(Invoice::fields().account)
+        .strict()
+        .then(Account::fields().manager)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DanglingRef { collection, target, .. } if collection == "accounts" && target == "accounts"),
+        "{err:?}"
+    );
+    Ok(())
+}

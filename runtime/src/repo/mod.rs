@@ -18,8 +18,8 @@ use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 pub use op::{
     Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
     Distinct, Exists, Find, FindOne, FindOneAndUpdate, FindOnePopulated, FindPage, FindPopulated,
-    FindProjected, IndexReport, Insert, InsertMany, Modify, Page, PageCursor, RefersTo, Replace,
-    Save, Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    FindPopulatedThen, FindProjected, IndexReport, Insert, InsertMany, Modify, Page, PageCursor,
+    RefersTo, Replace, Save, Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;

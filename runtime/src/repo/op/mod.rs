@@ -29,7 +29,7 @@ pub use indexes::{IndexReport, SyncIndexes};
 pub use insert::{Insert, InsertMany};
 pub use modify::Modify;
 pub use page::{FindPage, Page, PageCursor};
-pub use populate::{FindOnePopulated, FindPopulated};
+pub use populate::{FindOnePopulated, FindPopulated, FindPopulatedThen};
 pub use project::FindProjected;
 pub use replace::{Replace, Save};
 pub use update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};

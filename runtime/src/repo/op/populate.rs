@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
-use mongodb::bson::{self, doc};
+use mongodb::bson::{self, Bson, doc};
 
 use super::find::{Find, FindOne};
 use crate::error::{Error, Result};
@@ -160,6 +160,35 @@ pub(crate) async fn resolve<M: Model, T: Model>(
     path: &str,
     strict: bool,
 ) -> Result<Vec<Populated<M, T>>> {
+    let loaded = load::<M, T>(repo, slot, docs, path).await?;
+    let found = loaded
+        .targets
+        .into_iter()
+        .filter_map(|target| key_of(&target).map(|key| (key, Arc::new(target))))
+        .collect();
+    attach(loaded.per_doc, found, path, strict)
+}
+
+/// The documents with the ids they refer to, and the referenced documents that exist.
+struct Loaded<M, T> {
+    per_doc: Vec<(M, Option<Bson>, Vec<Bson>)>,
+    targets: Vec<T>,
+}
+
+/// The key a loaded document is found under: its `_id` as [`id_key`] writes it.
+fn key_of<T: Model>(target: &T) -> Option<Vec<u8>> {
+    target
+        .id()
+        .and_then(|id| bson::to_bson(&id).ok())
+        .map(|id| id_key(&id))
+}
+
+async fn load<M: Model, T: Model>(
+    repo: &Repo<M>,
+    slot: &mut SessionSlot<'_>,
+    docs: Vec<M>,
+    path: &str,
+) -> Result<Loaded<M, T>> {
     // The ids are read from the document as it is stored, so that the path (with its serde
     // renames) means what it means in a filter.
     let mut per_doc = Vec::with_capacity(docs.len());
@@ -175,26 +204,30 @@ pub(crate) async fn resolve<M: Model, T: Model>(
         }
         per_doc.push((doc, stored.get("_id").cloned(), ids));
     }
-
-    let mut found: HashMap<Vec<u8>, Arc<T>> = HashMap::new();
     // No ids, no query: an empty `$in` would match nothing at the cost of a round trip.
-    if !wanted.is_empty() {
+    let targets = if wanted.is_empty() {
+        Vec::new()
+    } else {
         let targets = Repo::<T>::new(repo.db.clone(), repo.bound.clone());
-        let loaded = Find {
+        Find {
             repo: &targets,
             filter: Ok(doc! { "_id": { "$in": wanted } }),
             options: Default::default(),
             session: slot.reborrow(),
         }
         .run()
-        .await?;
-        for target in loaded {
-            if let Some(id) = target.id().and_then(|id| bson::to_bson(&id).ok()) {
-                found.insert(id_key(&id), Arc::new(target));
-            }
-        }
-    }
+        .await?
+    };
+    Ok(Loaded { per_doc, targets })
+}
 
+/// Pairs each document with what its ids resolved to in `found`.
+fn attach<M: Model, T: Model, D>(
+    per_doc: Vec<(M, Option<Bson>, Vec<Bson>)>,
+    found: HashMap<Vec<u8>, Arc<D>>,
+    path: &str,
+    strict: bool,
+) -> Result<Vec<Populated<M, T, D>>> {
     let mut out = Vec::with_capacity(per_doc.len());
     for (doc, own_id, ids) in per_doc {
         let mut refs = Vec::with_capacity(ids.len());
@@ -224,4 +257,67 @@ pub(crate) async fn resolve<M: Model, T: Model>(
         out.push(Populated { doc, refs });
     }
     Ok(out)
+}
+
+/// Every matching document with the documents its `Ref` field points at, each with the
+/// documents one of *their* `Ref` fields points at. Created by [`FindPopulated::then`].
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct FindPopulatedThen<'a, M: Model, T: Model, U: Model> {
+    first: FindPopulated<'a, M, T>,
+    path: String,
+    marker: std::marker::PhantomData<fn() -> U>,
+}
+
+impl<'a, M: Model, T: Model> FindPopulated<'a, M, T> {
+    /// Populates a reference field of the populated documents too (`orders → customer →
+    /// referrer`): one more `$in` query, for all of them at once. Each found reference then
+    /// holds a `Populated<T, U>`. `.strict()` applies to both levels.
+    pub fn then<R: Reference>(self, path: Field<T, R>) -> FindPopulatedThen<'a, M, T, R::Target> {
+        FindPopulatedThen {
+            first: self,
+            path: path.path().to_owned(),
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, M: Model, T: Model, U: Model> FindPopulatedThen<'a, M, T, U> {
+    async fn run(self) -> Result<Vec<Populated<M, T, Populated<T, U>>>> {
+        let strict = self.first.strict;
+        let Find {
+            repo,
+            filter,
+            options,
+            session,
+        } = self.first.find;
+        let mut slot = session;
+        let docs = Find {
+            repo,
+            filter,
+            options,
+            session: slot.reborrow(),
+        }
+        .run()
+        .await?;
+        let loaded = load::<M, T>(repo, &mut slot, docs, &self.first.path).await?;
+        let keys: Vec<Option<Vec<u8>>> = loaded.targets.iter().map(key_of).collect();
+        let targets = Repo::<T>::new(repo.db.clone(), repo.bound.clone());
+        let inner =
+            resolve::<T, U>(&targets, &mut slot, loaded.targets, &self.path, strict).await?;
+        let found = keys
+            .into_iter()
+            .zip(inner)
+            .filter_map(|(key, populated)| key.map(|key| (key, Arc::new(populated))))
+            .collect();
+        attach(loaded.per_doc, found, &self.first.path, strict)
+    }
+}
+
+impl<'a, M: Model, T: Model, U: Model> IntoFuture for FindPopulatedThen<'a, M, T, U> {
+    type Output = Result<Vec<Populated<M, T, Populated<T, U>>>>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
 }
