@@ -324,6 +324,19 @@ async fn distinct_is_typed_by_the_field() {
     );
 }
 
+#[tokio::test]
+async fn distinct_elements_of_an_array_field() -> mongrove::Result<()> {
+    let test = common::db().await;
+    shop(&test).await;
+    let mut tags = test
+        .repo::<Order>()
+        .distinct_elements(Order::fields().tags)
+        .await?;
+    tags.sort_by(|a, b| a.id().cmp(b.id()));
+    assert_eq!(tags, [Ref::new("blue".into()), Ref::new("red".into())]);
+    Ok(())
+}
+
 // ANCHOR: projection
 /// The two fields of an order a listing shows. Each field is checked against `Order` at
 /// compile time: same name, same type (or an `Option` of it).

@@ -150,13 +150,26 @@ impl<M: Model> Repo<M> {
     }
 
     /// The distinct values of `field`, decoded as the field's type (`Vec<String>` for a
-    /// `String` field); `.filter(..)` narrows the documents. For a field holding an array the
-    /// server returns the elements: use a path whose type is the element type.
+    /// `String` field); `.filter(..)` narrows the documents. For a `Vec` field, where the
+    /// server returns the distinct elements, use [`Repo::distinct_elements`].
     pub fn distinct<T>(&self, field: crate::query::Field<M, T>) -> Distinct<'_, M, T>
     where
         T: serde::de::DeserializeOwned + Send + 'static,
     {
-        Distinct::new(self, &field)
+        Distinct::new(self, field.path())
+    }
+
+    /// The distinct elements of the array field `field` (`Vec<String>` for a `Vec<String>`
+    /// field), across every matching document.
+    pub fn distinct_elements<T>(
+        &self,
+        field: crate::query::Field<M, T>,
+    ) -> Distinct<'_, M, T::Element>
+    where
+        T: crate::query::Array,
+        T::Element: serde::de::DeserializeOwned + Send + 'static,
+    {
+        Distinct::new(self, field.path())
     }
 
     /// Whether any document matches `filter`.

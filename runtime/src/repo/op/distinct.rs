@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::query::{EncodeProblem, Field};
+use crate::query::EncodeProblem;
 use crate::repo::Repo;
 use crate::session::{SessionSlot, run_in};
 
@@ -26,11 +26,13 @@ pub struct Distinct<'a, M: Model, T> {
 }
 
 impl<'a, M: Model, T: DeserializeOwned + Send + 'a> Distinct<'a, M, T> {
-    pub(crate) fn new(repo: &'a Repo<M>, path: &Field<M, T>) -> Self {
+    /// The distinct values at `path`, decoded as `T` (the field's type, or its element type
+    /// for an array field).
+    pub(crate) fn new(repo: &'a Repo<M>, path: &str) -> Self {
         Distinct {
             session: repo.session_slot(),
             repo,
-            path: path.path().to_owned(),
+            path: path.to_owned(),
             filter: Ok(Document::new()),
             marker: PhantomData,
         }
