@@ -25,3 +25,15 @@ pub fn derive_model(input: TokenStream) -> TokenStream {
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
+
+/// Derives `mongrove::Projection` for a struct that reads some fields of a model:
+/// `#[projection(of = Order)]`. Each field must be named like a field of the model (serde names
+/// of the projection are honoured) and have its type or an `Option` of it; both are checked at
+/// compile time.
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::projection::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

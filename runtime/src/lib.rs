@@ -27,7 +27,9 @@
 //! ```
 //!
 //! The guide (`book/` in the repository) teaches the rest: typed paths, sessions, indexes,
-//! versioning, hooks and validation, transactions (`Db::transaction`) and their retry policy,
+//! versioning, hooks and validation, references ([`Ref`], `populate`), projections
+//! ([`Projection`](macro@Projection)), `distinct`, keyset pages ([`Find::page`]) and typed
+//! aggregation ([`Repo::aggregate`]), transactions (`Db::transaction`) and their retry policy,
 //! transaction trees and sagas across clients ([`coordinate`]), change streams and resumable
 //! consumers ([`watch`]), and the test kit (`testkit`, feature `testkit`).
 //!
@@ -66,7 +68,9 @@ mod error;
 mod hook_context;
 mod hooks;
 mod model;
+mod projection;
 pub mod query;
+mod relation;
 mod repo;
 mod retry;
 mod session;
@@ -84,14 +88,18 @@ pub use hooks::{HookContext, HookResult, Hooks, UpdateSpec};
 pub use model::{Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned};
 pub use mongodb;
 pub use mongodb::bson;
-pub use mongrove_macros::Model;
+pub use mongrove_macros::{Model, Projection};
+pub use projection::{ProjectInto, Projection};
 pub use query::{
     AnyElement, ArrayFilter, Field, Filter, Filtered, IdField, Nested, Sort, Update, VersionField,
 };
+pub use relation::{Populated, Ref, Reference, Resolved};
 pub use repo::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindForUpdate,
-    FindOne, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
-    Modify, Replace, Repo, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
+    Distinct, Exists, Find, FindForUpdate, FindOne, FindOneAndUpdate, FindOneForUpdate,
+    FindOnePopulated, FindPage, FindPopulated, FindPopulatedThen, FindProjected, IndexReport,
+    Insert, InsertMany, LOCK_FIELD, Modify, Page, PageCursor, RefersTo, Replace, Repo, Save,
+    Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{
@@ -111,6 +119,7 @@ pub mod __private_v1 {
     pub use crate::model::{
         Derived, Embedded, IndexKey, IndexSpec, Model, TimestampFields, Versioned, version_to_i64,
     };
+    pub use crate::projection::{ProjectedPath, Projection, project_field};
     pub use crate::query::{
         Direct, Elements, Field, IdField, InArray, Nested, PathKind, SubPaths, VersionField,
         join_path,

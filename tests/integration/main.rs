@@ -17,6 +17,7 @@ mod locking;
 mod manual_tx;
 mod quickstart;
 mod reexport;
+mod relations;
 mod repo;
 mod retry_ops;
 mod testkit;

@@ -3,6 +3,7 @@
 //! in `rule`.
 
 mod index;
+pub mod projection;
 mod rule;
 
 use index::parse_index;

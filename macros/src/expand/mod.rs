@@ -4,6 +4,7 @@
 
 mod embedded;
 mod model;
+pub mod projection;
 mod rules;
 
 use embedded::expand_embedded;

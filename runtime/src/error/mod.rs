@@ -112,6 +112,36 @@ pub enum Error {
         reason: String,
     },
 
+    /// A populated reference names a document that does not exist (it was deleted, or the id
+    /// was never valid). Reported by `.populate(..).strict()`; without `strict` the result
+    /// carries the dangling id instead ([`Resolved::Dangling`](crate::Resolved::Dangling)).
+    #[error(
+        "document {} of `{collection}` refers through `{path}` to _id {missing} in `{target}`, which does not exist",
+        show_id(.id.as_deref())
+    )]
+    DanglingRef {
+        /// The collection of the referring document.
+        collection: String,
+        /// The referring document's `_id`.
+        id: Option<DocId>,
+        /// The stored path of the reference field.
+        path: String,
+        /// The collection the reference points into.
+        target: String,
+        /// The id that was not found.
+        missing: DocId,
+    },
+
+    /// A page cursor passed to `.after(..)` does not belong to this query (another filter or
+    /// sort) or was altered. Start again from the first page.
+    #[error("invalid page cursor for `{collection}`: {reason}")]
+    InvalidCursor {
+        /// The collection queried.
+        collection: String,
+        /// Why the cursor was refused.
+        reason: String,
+    },
+
     /// An operation that needs the document's id was given a document without one.
     #[error(
         "the document has no _id yet, so `{operation}` cannot address it in `{collection}`; insert it first"

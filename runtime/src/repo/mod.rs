@@ -16,9 +16,11 @@ use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
 pub use op::{
-    Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindForUpdate,
-    FindOne, FindOneAndUpdate, FindOneForUpdate, IndexReport, Insert, InsertMany, LOCK_FIELD,
-    Modify, Replace, Save, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
+    Distinct, Exists, Find, FindForUpdate, FindOne, FindOneAndUpdate, FindOneForUpdate,
+    FindOnePopulated, FindPage, FindPopulated, FindPopulatedThen, FindProjected, IndexReport,
+    Insert, InsertMany, LOCK_FIELD, Modify, Page, PageCursor, RefersTo, Replace, Save, Summable,
+    SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 
 use crate::db::Db;
@@ -136,9 +138,39 @@ impl<M: Model> Repo<M> {
         Find::new(self, filter.into().into_parts())
     }
 
+    /// An aggregation pipeline on this collection, built from typed stages; await it for raw
+    /// documents or `.decode::<Out>()` it. Inside a transaction it runs in its session, like
+    /// every other operation.
+    pub fn aggregate(&self) -> Aggregate<'_, M> {
+        Aggregate::new(self)
+    }
+
     /// How many documents match `filter`.
     pub fn count(&self, filter: impl IntoFilter<M>) -> Count<'_, M> {
         Count::new(self, filter.into().into_parts())
+    }
+
+    /// The distinct values of `field`, decoded as the field's type (`Vec<String>` for a
+    /// `String` field); `.filter(..)` narrows the documents. For a `Vec` field, where the
+    /// server returns the distinct elements, use [`Repo::distinct_elements`].
+    pub fn distinct<T>(&self, field: crate::query::Field<M, T>) -> Distinct<'_, M, T>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        Distinct::new(self, field.path())
+    }
+
+    /// The distinct elements of the array field `field` (`Vec<String>` for a `Vec<String>`
+    /// field), across every matching document.
+    pub fn distinct_elements<T>(
+        &self,
+        field: crate::query::Field<M, T>,
+    ) -> Distinct<'_, M, T::Element>
+    where
+        T: crate::query::Array,
+        T::Element: serde::de::DeserializeOwned + Send + 'static,
+    {
+        Distinct::new(self, field.path())
     }
 
     /// Whether any document matches `filter`.

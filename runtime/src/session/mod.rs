@@ -138,6 +138,18 @@ pub(crate) enum SessionGuard<'g> {
 }
 
 impl<'a> SessionSlot<'a> {
+    /// The same session for one more operation, leaving this slot usable afterwards: an
+    /// operation made of several commands (a find and its populate queries, a page and its
+    /// count) runs each in the caller's session.
+    pub(crate) fn reborrow(&mut self) -> SessionSlot<'_> {
+        match self {
+            SessionSlot::None => SessionSlot::None,
+            SessionSlot::Borrowed(session) => SessionSlot::Borrowed(session),
+            SessionSlot::Shared(bound) => SessionSlot::Shared(bound.clone()),
+            SessionSlot::Ambient(database, lineage) => SessionSlot::Ambient(database, *lineage),
+        }
+    }
+
     /// Whether the operation runs in a transaction scope's shared session (decided once the
     /// slot has been locked).
     pub(crate) fn is_shared(&self) -> bool {

@@ -4,7 +4,7 @@ use std::future::IntoFuture;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use mongodb::bson::{Document, RawDocumentBuf};
+use mongodb::bson::{Document, RawDocument, RawDocumentBuf};
 use mongodb::options::FindOptions;
 use mongodb::{ClientSession, Cursor, SessionCursor};
 
@@ -20,10 +20,10 @@ use crate::session::{SessionSlot, SharedSession};
 /// The first matching document. Created by [`Repo::find_one`] and [`Repo::find_by_id`].
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct FindOne<'a, M: Model> {
-    repo: &'a Repo<M>,
-    filter: Result<Document, EncodeProblem>,
-    options: FindOptions,
-    session: SessionSlot<'a>,
+    pub(super) repo: &'a Repo<M>,
+    pub(super) filter: Result<Document, EncodeProblem>,
+    pub(super) options: FindOptions,
+    pub(super) session: SessionSlot<'a>,
 }
 
 impl<'a, M: Model> FindOne<'a, M> {
@@ -54,7 +54,7 @@ impl<'a, M: Model> FindOne<'a, M> {
         self
     }
 
-    async fn run(self) -> Result<Option<M>> {
+    pub(super) async fn run(self) -> Result<Option<M>> {
         let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = self.options;
         options.limit = Some(-1);
@@ -75,14 +75,14 @@ session_setter!(FindOne);
 /// Every matching document. Created by [`Repo::find`].
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct Find<'a, M: Model> {
-    repo: &'a Repo<M>,
-    filter: Result<Document, EncodeProblem>,
-    options: FindOptions,
-    session: SessionSlot<'a>,
+    pub(super) repo: &'a Repo<M>,
+    pub(super) filter: Result<Document, EncodeProblem>,
+    pub(super) options: FindOptions,
+    pub(super) session: SessionSlot<'a>,
 }
 
 /// A cursor together with the session it must be advanced in.
-enum CursorState<'a> {
+pub(super) enum CursorState<'a> {
     Plain(Cursor<RawDocumentBuf>),
     Borrowed(SessionCursor<RawDocumentBuf>, &'a mut ClientSession),
     Shared(SessionCursor<RawDocumentBuf>, SharedSession),
@@ -131,6 +131,17 @@ impl<'a, M: Model> Find<'a, M> {
     /// Streams the results instead of collecting them: memory stays at one batch.
     pub async fn stream(self) -> Result<BoxStream<'a, Result<M>>> {
         let repo = self.repo;
+        let state = self.open().await?;
+        Ok(stream::unfold(state, move |mut state| async move {
+            let item = next_document::<M>(repo, &mut state).await?;
+            Some((item, state))
+        })
+        .boxed())
+    }
+
+    /// Sends the query and returns the cursor with the session it must be advanced in.
+    pub(super) async fn open(self) -> Result<CursorState<'a>> {
+        let repo = self.repo;
         let filter = repo.checked_part(self.filter, "the filter")?;
         for (what, part) in [
             ("the sort", &self.options.sort),
@@ -145,7 +156,7 @@ impl<'a, M: Model> Find<'a, M> {
         // Decides the session now (joining the task's transaction, if any) and checks that a
         // bound transaction is still open.
         drop(slot.lock().await?);
-        let state = match slot {
+        Ok(match slot {
             SessionSlot::None | SessionSlot::Ambient(..) => {
                 CursorState::Plain(find.await.map_err(|e| repo.driver_error(e))?)
             }
@@ -167,15 +178,10 @@ impl<'a, M: Model> Find<'a, M> {
                 };
                 CursorState::Shared(cursor, bound.shared)
             }
-        };
-        Ok(stream::unfold(state, move |mut state| async move {
-            let item = next_document::<M>(repo, &mut state).await?;
-            Some((item, state))
         })
-        .boxed())
     }
 
-    async fn run(self) -> Result<Vec<M>> {
+    pub(super) async fn run(self) -> Result<Vec<M>> {
         let mut results = self.stream().await?;
         let mut all = Vec::new();
         while let Some(item) = results.next().await {
@@ -185,7 +191,11 @@ impl<'a, M: Model> Find<'a, M> {
     }
 }
 
-async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) -> Option<Result<M>> {
+/// Moves the cursor to its next document: `None` at the end.
+pub(super) async fn advance<M: Model>(
+    repo: &Repo<M>,
+    state: &mut CursorState<'_>,
+) -> Option<Result<()>> {
     let advanced = match state {
         CursorState::Plain(cursor) => cursor.advance().await,
         CursorState::Borrowed(cursor, session) => cursor.advance(session).await,
@@ -201,14 +211,23 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
     match advanced {
         Ok(false) => None,
         Err(e) => Some(Err(repo.driver_error(e))),
-        Ok(true) => {
-            let current = match state {
-                CursorState::Plain(cursor) => cursor.current(),
-                CursorState::Borrowed(cursor, _) | CursorState::Shared(cursor, _) => {
-                    cursor.current()
-                }
-            };
-            let mut doc = match decode::<M>(M::COLLECTION, current) {
+        Ok(true) => Some(Ok(())),
+    }
+}
+
+/// The document the cursor is on.
+pub(super) fn current<'s>(state: &'s CursorState<'_>) -> &'s RawDocument {
+    match state {
+        CursorState::Plain(cursor) => cursor.current(),
+        CursorState::Borrowed(cursor, _) | CursorState::Shared(cursor, _) => cursor.current(),
+    }
+}
+
+async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) -> Option<Result<M>> {
+    match advance(repo, state).await? {
+        Err(e) => Some(Err(e)),
+        Ok(()) => {
+            let mut doc = match decode::<M>(M::COLLECTION, current(state)) {
                 Ok(doc) => doc,
                 Err(e) => return Some(Err(e)),
             };

@@ -1,28 +1,38 @@
 //! One operation per file, each a builder that runs when awaited, like the driver's `action`
 //! folder: `users.find(filter).limit(10).await`.
 
+mod aggregate;
 mod apply_if_current;
 pub(crate) mod bookkeeping;
 pub(crate) mod bulk;
 mod count;
 pub(crate) mod delete;
+mod distinct;
 mod find;
 mod indexes;
 pub(crate) mod insert;
 mod lock;
 mod modify;
+mod page;
+mod populate;
+mod project;
 pub(crate) mod replace;
 pub(crate) mod update;
 
+pub use aggregate::{Acc, Aggregate, AggregateAs, RefersTo, Summable};
 pub use apply_if_current::{Applied, ApplyIfCurrent};
 pub use bulk::{BulkWrite, WriteOp};
 pub use count::{Count, Exists};
 pub use delete::{Delete, DeleteMany};
+pub use distinct::Distinct;
 pub use find::{Find, FindOne};
 pub use indexes::{IndexReport, SyncIndexes};
 pub use insert::{Insert, InsertMany};
 pub use lock::{FindForUpdate, FindOneForUpdate, LOCK_FIELD};
 pub use modify::Modify;
+pub use page::{FindPage, Page, PageCursor};
+pub use populate::{FindOnePopulated, FindPopulated, FindPopulatedThen};
+pub use project::FindProjected;
 pub use replace::{Replace, Save};
 pub use update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
 
