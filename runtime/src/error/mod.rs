@@ -341,6 +341,43 @@ impl Error {
         }
     }
 
+    /// The variant's name (`"VersionConflict"`, `"Driver"` ...): a short, stable label for logs
+    /// and metrics. The spans of repository operations record it as `error.type`.
+    ///
+    /// ```
+    /// assert_eq!(mongrove::Error::custom("no stock").kind(), "Custom");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "NotFound",
+            Error::VersionConflict { .. } => "VersionConflict",
+            Error::DuplicateKey { .. } => "DuplicateKey",
+            Error::Validation { .. } => "Validation",
+            Error::Hook { .. } => "Hook",
+            Error::Decode { .. } => "Decode",
+            Error::Encode { .. } => "Encode",
+            Error::MissingId { .. } => "MissingId",
+            Error::WriteFailed { .. } => "WriteFailed",
+            Error::PartialWrite(_) => "PartialWrite",
+            Error::NotVersioned { .. } => "NotVersioned",
+            Error::TransactionsUnsupported => "TransactionsUnsupported",
+            Error::TransactionEnded => "TransactionEnded",
+            Error::Swallowed(_) => "Swallowed",
+            Error::Timeout { .. } => "Timeout",
+            Error::ChangeHistoryLost { .. } => "ChangeHistoryLost",
+            Error::Handler { .. } => "Handler",
+            Error::TokenStore { .. } => "TokenStore",
+            Error::Custom(_) => "Custom",
+            Error::TreeAborted { .. } => "TreeAborted",
+            Error::PartiallyCommitted(_) => "PartiallyCommitted",
+            Error::SagaFailed(_) => "SagaFailed",
+            Error::MissingResult { .. } => "MissingResult",
+            #[cfg(feature = "testkit")]
+            Error::Testkit(_) => "Testkit",
+            Error::Driver(_) => "Driver",
+        }
+    }
+
     /// All error labels of this error.
     pub fn labels(&self) -> Vec<String> {
         match self {

@@ -9,6 +9,8 @@ mod lifecycle;
 pub(crate) mod occ;
 mod op;
 
+pub(crate) use op::trace;
+
 use std::fmt;
 use std::marker::PhantomData;
 

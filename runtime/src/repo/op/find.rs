@@ -64,12 +64,12 @@ impl<'a, M: Model> FindOne<'a, M> {
             options,
             session: self.session,
         };
-        let mut results = find.stream().await?;
+        let mut results = find.open().await?;
         results.next().await.transpose()
     }
 }
 
-awaitable!(FindOne => Option<M>);
+awaitable!(FindOne => Option<M>, "find_one", super::trace::row);
 session_setter!(FindOne);
 
 /// Every matching document. Created by [`Repo::find`].
@@ -129,7 +129,22 @@ impl<'a, M: Model> Find<'a, M> {
     }
 
     /// Streams the results instead of collecting them: memory stays at one batch.
+    ///
+    /// The operation's span covers opening the cursor (the first batch); the documents read
+    /// after that are the caller's.
     pub async fn stream(self) -> Result<BoxStream<'a, Result<M>>> {
+        let repo = self.repo;
+        super::trace::traced(
+            repo.db().name(),
+            M::COLLECTION,
+            "find",
+            super::trace::nothing,
+            self.open(),
+        )
+        .await
+    }
+
+    async fn open(self) -> Result<BoxStream<'a, Result<M>>> {
         let repo = self.repo;
         let filter = repo.checked_part(self.filter, "the filter")?;
         for (what, part) in [
@@ -176,7 +191,7 @@ impl<'a, M: Model> Find<'a, M> {
     }
 
     async fn run(self) -> Result<Vec<M>> {
-        let mut results = self.stream().await?;
+        let mut results = self.open().await?;
         let mut all = Vec::new();
         while let Some(item) = results.next().await {
             all.push(item?);
@@ -240,5 +255,5 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
     }
 }
 
-awaitable!(Find => Vec<M>);
+awaitable!(Find => Vec<M>, "find", super::trace::rows);
 session_setter!(Find);

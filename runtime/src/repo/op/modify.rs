@@ -96,6 +96,12 @@ impl<'a, M: Model, F: FnMut(&mut M) + Send + 'a> IntoFuture for Modify<'a, M, F>
     type IntoFuture = BoxFuture<'a, Result<M>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        super::trace::traced(
+            self.repo.db().name(),
+            M::COLLECTION,
+            "modify",
+            super::trace::nothing,
+            self.run(),
+        )
     }
 }
