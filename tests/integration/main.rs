@@ -15,6 +15,7 @@ mod observability;
 mod quickstart;
 mod reexport;
 mod repo;
+mod service;
 mod testkit;
 mod transactions;
 mod tx_guarantees;
