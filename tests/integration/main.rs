@@ -11,6 +11,7 @@ mod hostile_values;
 mod indexes;
 mod integrity;
 mod live_orders;
+mod mongoose;
 mod observability;
 mod quickstart;
 mod reexport;
