@@ -1,6 +1,7 @@
 //! Integration tests against a real `mongod` (see `mongrove::testkit`), one module per topic,
 //! built into one binary so the driver is linked once.
 
+mod app_testing;
 mod common;
 mod consumers;
 mod coordinate;
