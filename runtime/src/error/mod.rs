@@ -25,6 +25,39 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Server errors that mongrove does not interpret stay available as [`Error::Driver`]; their
 /// error labels (`TransientTransactionError`, `UnknownTransactionCommitResult`, ...) are kept and
 /// can be queried with [`Error::has_label`].
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo(db: &Db, mut order: Order) -> mongrove::Result<()> {
+/// use mongrove::Error;
+///
+/// match db.repo::<Order>().save(&mut order).await {
+///     Ok(()) => {}
+///     Err(Error::VersionConflict { expected, found, .. }) => {
+///         println!("changed by someone else: {expected} -> {found}; reload and retry");
+///     }
+///     Err(Error::Validation { failures, .. }) => {
+///         for failure in failures {
+///             println!("{}: {}", failure.field, failure.message);
+///         }
+///     }
+///     Err(e) if e.has_label("TransientTransactionError") => println!("try again: {e}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
