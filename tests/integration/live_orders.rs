@@ -377,6 +377,12 @@ async fn a_real_browser_shows_stored_and_live_orders() {
                 .insert(&mut Order::new("Placed-While-Open", "cable", 2, 500))
                 .await
                 .unwrap();
+            // Written by something that does not know the model: it cannot be decoded.
+            orders
+                .collection()
+                .insert_one(mongrove::bson::doc! { "customer": "Broken", "quantity": "many" })
+                .await
+                .unwrap();
         })
     };
     let page = {
@@ -401,6 +407,12 @@ async fn a_real_browser_shows_stored_and_live_orders() {
         "the raw log starts collapsed: {dom}"
     );
     assert!(dom.contains(r#"class="live""#), "{dom}");
+    // The undecodable order is a visible notice, not a silent gap.
+    assert!(
+        dom.contains(r#"<div id="notice" role="alert">An event could not be shown"#),
+        "{dom}"
+    );
+    assert!(!dom.contains("Broken</td>"), "{dom}");
 
     // A screenshot for people to look at.
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("live_orders.png");
