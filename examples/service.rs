@@ -346,6 +346,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), StartupError> {
+    // ANCHOR: tracing
     if std::env::var_os("RUST_LOG").is_some() {
         // mongrove's operation spans and this service's logs, on stderr.
         tracing_subscriber::fmt()
@@ -354,6 +355,7 @@ async fn run() -> Result<(), StartupError> {
             .with_writer(std::io::stderr)
             .init();
     }
+    // ANCHOR_END: tracing
     let config = Config::from_env(|name| std::env::var(name).ok())?;
     let db = connect(&config).await?;
     let addr = SocketAddr::from(([0, 0, 0, 0], config.port));

@@ -167,3 +167,25 @@ async fn startup_accepts_a_replica_set() {
     let connected = example::connect(&config).await.expect("a replica set");
     assert!(connected.supports_transactions().await.expect("hello"));
 }
+
+#[tokio::test]
+async fn startup_refuses_a_standalone_server_with_a_clear_message() {
+    let server = mongrove::testkit::Server::start(mongrove::testkit::Topology::Standalone)
+        .await
+        .expect("a standalone server");
+    let config = example::Config {
+        uri: server.uri().to_owned(),
+        database: "shop".to_owned(),
+        port: 0,
+    };
+    let error = example::connect(&config)
+        .await
+        .expect_err("no transactions on a standalone server");
+    assert!(
+        matches!(error, example::StartupError::NoTransactions { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("standalone server"), "{message}");
+    assert!(message.contains("replica set"), "{message}");
+}
