@@ -15,7 +15,7 @@ use crate::error::{BulkOutcome, Result};
 use crate::repo::op::update::UpdateOutcome;
 
 /// Runs `run` inside a DEBUG span named `mongodb` that carries `db.system`, `db.namespace` (the
-/// database), `db.collection.name` and `db.operation.name`, and records the outcome: the counts
+/// database), `db.collection.name` (unless `collection` is empty) and `db.operation.name`, and records the outcome: the counts
 /// `record` takes from a success, or `error.type` (the [`Error::kind`](crate::Error::kind)) on
 /// failure.
 pub(crate) fn traced<'a, T: Send + 'a>(
@@ -35,7 +35,7 @@ pub(crate) fn traced<'a, T: Send + 'a>(
         otel.kind = "client",
         db.system = "mongodb",
         db.namespace = database,
-        db.collection.name = collection,
+        db.collection.name = Empty,
         db.operation.name = operation,
         db.response.returned_rows = Empty,
         db.mongodb.matched_count = Empty,
@@ -47,6 +47,10 @@ pub(crate) fn traced<'a, T: Send + 'a>(
     );
     if span.is_disabled() {
         return Box::pin(run);
+    }
+    // A database-wide operation (a database change stream) has no collection to name.
+    if !collection.is_empty() {
+        span.record("db.collection.name", collection);
     }
     // A handle of its own rather than `Span::current()`, which only subscribers that track the
     // current span can answer.
