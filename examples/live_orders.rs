@@ -307,14 +307,13 @@ impl LiveOrders {
             }
         };
         let _open = OpenStream::new(&self.open_streams);
-        send(
-            &mut outgoing,
-            &OrderMessage::Ready {
-                resumed: is_resumed,
-            },
-            None,
-        )
-        .await?;
+        // The stream's position now: a page that sees no event before it reconnects still
+        // resumes from here instead of loading a new snapshot.
+        let start = changes.resume_token().as_ref().and_then(token_text);
+        let ready = OrderMessage::Ready {
+            resumed: is_resumed,
+        };
+        send(&mut outgoing, &ready, start.as_deref()).await?;
         loop {
             tokio::select! {
                 change = changes.next() => match change {

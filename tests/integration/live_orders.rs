@@ -224,6 +224,10 @@ async fn a_page_gets_the_stored_orders_then_the_live_ones_without_duplicates() {
     let ready = next_message(&mut ws).await;
     assert_eq!(ready["type"], "ready");
     assert_eq!(ready["resumed"], false);
+    let start = ready["token"]
+        .as_str()
+        .expect("the stream's position")
+        .to_owned();
 
     let mut after = Order::new("After", "cable", 1, 500);
     orders.insert(&mut after).await.unwrap();
@@ -231,6 +235,19 @@ async fn a_page_gets_the_stored_orders_then_the_live_ones_without_duplicates() {
     assert_eq!(created["type"], "created", "{created}");
     assert_eq!(created["order"]["customer"], "After");
     assert!(created["token"].as_str().is_some_and(|t| !t.is_empty()));
+    ws.close(None).await.unwrap();
+    until_no_open_streams(&live).await;
+
+    // A page that reconnects from the position of its `ready` gets the events after it (the
+    // order placed since), and no snapshot.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?after={start}"))
+        .await
+        .unwrap();
+    let ready = next_message(&mut ws).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    assert_eq!(ready["resumed"], true);
+    let created = next_message(&mut ws).await;
+    assert_eq!(created["order"]["customer"], "After", "{created}");
     ws.close(None).await.unwrap();
     until_no_open_streams(&live).await;
     let _ = stop.send(());
