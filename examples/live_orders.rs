@@ -2,13 +2,17 @@
 //!
 //! Run it with `cargo run --example live_orders -- --demo` and open <http://127.0.0.1:8080/>:
 //! the page lists orders as they are placed, paid and cancelled (`--demo` places a few itself;
-//! without it, write to the `live_orders.orders` collection yourself). `PORT` changes the port.
+//! without it, write to the `live_orders.orders` collection yourself). `--port <n>` or `PORT`
+//! changes the port (a busy port is an error that says so).
 //! It uses the server at `MONGODB_URI`, or starts a throwaway single-node replica set (see
 //! `mongrove::testkit`) and stops it on exit.
 //!
 //! Each WebSocket client gets its own change stream, opened when it connects and closed when it
-//! leaves, so the server holds one server-side cursor per open page and nothing else.
+//! leaves, so the server holds one server-side cursor per open page and nothing else. The page
+//! first gets the orders already stored (read after its stream opened, so nothing falls in
+//! between), then every change; after a reconnect it resumes from the last event it saw.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +20,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mongrove::bson::oid::ObjectId;
-use mongrove::watch::{Change, ChangeKind, FullDocumentType, Operation};
-use mongrove::{Db, Model};
+use mongrove::bson::{Bson, doc};
+use mongrove::watch::{Change, ChangeKind, FullDocumentType, Operation, ResumeToken};
+use mongrove::{Db, Filter, Model};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,8 +66,18 @@ impl Order {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum OrderMessage {
-    /// Sent once the change stream is open: every order written from now on will arrive.
-    Ready,
+    /// The orders stored when the page connected (sent first, unless the page resumed):
+    /// the change stream was opened before they were read, so nothing written after them is
+    /// missed.
+    Snapshot {
+        orders: Vec<SnapshotEntry>,
+    },
+    /// Sent once the change stream is open and the snapshot sent: every order written from
+    /// now on will arrive.
+    Ready {
+        /// Whether the page's stream picked up after the last event it saw.
+        resumed: bool,
+    },
     Created {
         id: String,
         order: OrderView,
@@ -85,6 +100,13 @@ pub enum OrderMessage {
     Error {
         message: String,
     },
+}
+
+/// One order of a snapshot.
+#[derive(Debug, Serialize)]
+pub struct SnapshotEntry {
+    pub id: String,
+    pub order: OrderView,
 }
 
 /// An order as the page shows it (the id as a hex string rather than `{"$oid": ...}`).
@@ -210,8 +232,15 @@ impl LiveOrders {
         let n = socket.peek(&mut head).await?;
         let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
         if head.contains("upgrade: websocket") {
+            // `GET /ws?after=<token>`: a page reconnecting after the last event it saw.
+            let after = head
+                .lines()
+                .next()
+                .and_then(|line| line.split(' ').nth(1))
+                .and_then(|path| path.split_once("?after="))
+                .map(|(_, token)| token.to_owned());
             let ws = tokio_tungstenite::accept_async(socket).await?;
-            return self.push_orders(ws).await;
+            return self.push_orders(ws, after.as_deref()).await;
         }
         let mut request = vec![0_u8; n];
         socket.read_exact(&mut request).await?;
@@ -225,40 +254,84 @@ impl LiveOrders {
     }
 
     // ANCHOR: push
-    /// Streams the order events to one client until it leaves.
+    /// Sends the current orders, then streams the order events to one client until it leaves.
+    /// With `after` (the token of the last event the page saw), it resumes from there instead.
     pub async fn push_orders<S>(
         &self,
         ws: tokio_tungstenite::WebSocketStream<S>,
+        after: Option<&str>,
     ) -> Result<(), BoxError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let orders = self.db.repo::<Order>();
-        let mut changes = orders
-            .watch()
-            .operations([
-                Operation::Insert,
-                Operation::Update,
-                Operation::Replace,
-                Operation::Delete,
-            ])
-            .full_document(FullDocumentType::UpdateLookup)
-            .await?;
-        let _open = OpenStream::new(&self.open_streams);
+        let watch = || {
+            orders
+                .watch()
+                .operations([
+                    Operation::Insert,
+                    Operation::Update,
+                    Operation::Replace,
+                    Operation::Delete,
+                ])
+                .full_document(FullDocumentType::UpdateLookup)
+        };
         let (mut outgoing, mut incoming) = ws.split();
-        send(&mut outgoing, &OrderMessage::Ready).await?;
+        // Resume where the page left off; if the server no longer has that point of its
+        // history (or the token is not one), start over with a fresh snapshot.
+        let resumed = match after.and_then(parse_token) {
+            Some(token) => watch().resume_after(token).await.ok(),
+            None => None,
+        };
+        let is_resumed = resumed.is_some();
+        let (mut changes, mut seen) = match resumed {
+            Some(changes) => (changes, HashMap::new()),
+            None => {
+                // The stream first, then the snapshot: an order written in between is in the
+                // stream, and maybe in the snapshot too; `seen` drops the duplicate.
+                let changes = watch().await?;
+                let current = orders.find(Filter::all()).await?;
+                let mut seen = HashMap::new();
+                let mut entries = Vec::new();
+                for order in current {
+                    let id = order.id.map(|id| id.to_hex()).unwrap_or_default();
+                    seen.insert(id.clone(), order.version);
+                    entries.push(SnapshotEntry {
+                        id,
+                        order: order.into(),
+                    });
+                }
+                let snapshot = OrderMessage::Snapshot { orders: entries };
+                send(&mut outgoing, &snapshot, None).await?;
+                (changes, seen)
+            }
+        };
+        let _open = OpenStream::new(&self.open_streams);
+        // The stream's position now: a page that sees no event before it reconnects still
+        // resumes from here instead of loading a new snapshot.
+        let start = changes.resume_token().as_ref().and_then(token_text);
+        let ready = OrderMessage::Ready {
+            resumed: is_resumed,
+        };
+        send(&mut outgoing, &ready, start.as_deref()).await?;
         loop {
             tokio::select! {
                 change = changes.next() => match change {
                     Some(Ok(change)) => {
-                        if let Some(message) = OrderMessage::from_change(change) {
-                            send(&mut outgoing, &message).await?;
+                        let token = token_text(&change.token);
+                        let Some(message) = OrderMessage::from_change(change) else {
+                            continue;
+                        };
+                        if already_sent(&mut seen, &message) {
+                            continue;
                         }
+                        send(&mut outgoing, &message, token.as_deref()).await?;
                     }
                     // A document that does not fit `Order` names its id and field; tell the
                     // page and go on with the next event.
                     Some(Err(e)) => {
-                        send(&mut outgoing, &OrderMessage::Error { message: e.to_string() }).await?;
+                        let message = OrderMessage::Error { message: e.to_string() };
+                        send(&mut outgoing, &message, None).await?;
                     }
                     None => break,
                 },
@@ -276,15 +349,59 @@ impl LiveOrders {
     // ANCHOR_END: push
 }
 
+/// Whether the snapshot already showed this change: an event of an order at a version no
+/// later than the snapshot's. Deletes always pass.
+fn already_sent(seen: &mut HashMap<String, i64>, message: &OrderMessage) -> bool {
+    let (id, version) = match message {
+        OrderMessage::Created { id, order } | OrderMessage::Replaced { id, order } => {
+            (id, order.version)
+        }
+        OrderMessage::Updated {
+            id,
+            order: Some(order),
+            ..
+        } => (id, order.version),
+        _ => return false,
+    };
+    match seen.get(id) {
+        Some(&shown) if version <= shown => true,
+        _ => {
+            seen.remove(id);
+            false
+        }
+    }
+}
+
+/// The resume token as the page keeps it: the hex string of its `_data`.
+fn token_text(token: &ResumeToken) -> Option<String> {
+    match mongrove::bson::to_bson(token).ok()? {
+        Bson::Document(doc) => doc.get_str("_data").ok().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// The token back from the page's text; `None` for anything that is not hex.
+fn parse_token(text: &str) -> Option<ResumeToken> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    mongrove::bson::from_bson(Bson::Document(doc! { "_data": text })).ok()
+}
+
+/// Sends `message` as JSON, with the resume `token` of the event it came from, if any.
 async fn send<S>(
     outgoing: &mut futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<S>, Message>,
     message: &OrderMessage,
+    token: Option<&str>,
 ) -> Result<(), BoxError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let json = serde_json::to_string(message)?;
-    outgoing.send(Message::text(json)).await?;
+    let mut json = serde_json::to_value(message)?;
+    if let (Some(token), Some(object)) = (token, json.as_object_mut()) {
+        object.insert("token".to_owned(), token.into());
+    }
+    outgoing.send(Message::text(json.to_string())).await?;
     Ok(())
 }
 
@@ -310,14 +427,58 @@ async fn demo(db: Db) -> mongrove::Result<()> {
     Ok(())
 }
 
+/// The port: `--port N`, else `PORT`, else 8080.
+pub fn port_from(args: &[String], env: Option<String>) -> Result<u16, String> {
+    let given = match args.iter().position(|a| a == "--port") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .cloned()
+                .ok_or("--port needs a number, for example --port 8081")?,
+        ),
+        None => args
+            .iter()
+            .find_map(|a| a.strip_prefix("--port=").map(str::to_owned))
+            .or(env),
+    };
+    match given {
+        None => Ok(8080),
+        Some(port) => port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number (--port / PORT)")),
+    }
+}
+
+/// Listens on 127.0.0.1:`port`, with a message that says what to do when the port is taken.
+pub async fn bind(port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "port {port} is already in use (another live_orders?): choose another with \
+                 --port <n> or PORT=<n>"
+            ),
+            _ => format!("cannot listen on 127.0.0.1:{port}: {e}"),
+        })
+}
+
 #[allow(dead_code)] // The test suite includes this file and drives `LiveOrders` itself.
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let port = port_from(&args, std::env::var("PORT").ok()).map_err(|e| -> BoxError {
+        eprintln!("error: {e}");
+        e.into()
+    })?;
+    let listener = match bind(port).await {
+        Ok(listener) => listener,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::exit(1);
+        }
+    };
     let db = mongrove::testkit::example_db("live_orders").await?;
-    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
-    let listener = TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     println!("live orders on http://{}/", listener.local_addr()?);
-    if std::env::args().any(|arg| arg == "--demo") {
+    if args.iter().any(|arg| arg == "--demo") {
         let db = db.clone();
         tokio::spawn(async move {
             if let Err(e) = demo(db).await {

@@ -9,6 +9,30 @@ use mongodb::bson::{Bson, doc};
 use crate::error::{Error, Result};
 
 /// A MongoDB database seen through mongrove. Cheap to clone: clones share one connection pool.
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo() -> mongrove::Result<()> {
+/// let db = Db::connect("mongodb://localhost:27017/?replicaSet=rs0", "shop").await?;
+/// if !db.supports_transactions().await? {
+///     eprintln!("a standalone server: transactions will fail");
+/// }
+/// let orders = db.repo::<Order>();
+/// let open = orders.count(Order::fields().status.eq("new")).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Db {
     client: Client,

@@ -33,10 +33,13 @@ pub fn spans() -> &'static SpanLog {
     })
 }
 
-/// Spans as `(name, "field=value ...")`, per recording thread.
+/// Spans as `(name, "field=value ...")`, per recording thread; values recorded after the span
+/// opened (an operation's outcome) are appended to its fields.
 #[derive(Default)]
 pub struct SpanLog {
     threads: Mutex<HashMap<ThreadId, Vec<(String, String)>>>,
+    /// Where each recorded span's entry is, for the values recorded later.
+    entries: Mutex<HashMap<u64, (ThreadId, usize)>>,
     next: AtomicU64,
 }
 
@@ -58,6 +61,12 @@ pub struct Recording<'a> {
 impl Recording<'_> {
     /// Stops recording and returns what was recorded.
     pub fn finish(self) -> Vec<(String, String)> {
+        let thread = self.thread;
+        self.log
+            .entries
+            .lock()
+            .unwrap()
+            .retain(|_, (t, _)| *t != thread);
         self.log
             .threads
             .lock()
@@ -82,15 +91,30 @@ impl tracing::Subscriber for SpanLog {
 
     fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
         let thread = std::thread::current().id();
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(spans) = self.threads.lock().unwrap().get_mut(&thread) {
             let mut fields = Fields(String::new());
             span.record(&mut fields);
             spans.push((span.metadata().name().to_owned(), fields.0));
+            let entry = (thread, spans.len() - 1);
+            self.entries.lock().unwrap().insert(id, entry);
         }
-        tracing::span::Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+        tracing::span::Id::from_u64(id)
     }
 
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let Some((thread, index)) = self.entries.lock().unwrap().get(&id.into_u64()).copied()
+        else {
+            return;
+        };
+        let mut fields = Fields(String::new());
+        values.record(&mut fields);
+        if let Some(spans) = self.threads.lock().unwrap().get_mut(&thread)
+            && let Some((_, existing)) = spans.get_mut(index)
+        {
+            existing.push_str(&fields.0);
+        }
+    }
 
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
 

@@ -21,8 +21,18 @@ const WAIT: Duration = Duration::from_secs(20);
 
 type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
-/// The next JSON text message, within the test's timeout.
+/// The next JSON text message other than a snapshot, within the test's timeout.
 async fn next_json(ws: &mut Client) -> Value {
+    loop {
+        let message = next_message(ws).await;
+        if message["type"] != "snapshot" {
+            return message;
+        }
+    }
+}
+
+/// The next JSON text message, within the test's timeout.
+async fn next_message(ws: &mut Client) -> Value {
     loop {
         let message = timeout(WAIT, ws.next())
             .await
@@ -189,6 +199,268 @@ async fn the_page_is_served_over_plain_http() {
     );
     assert_eq!(live.open_streams(), 0);
 
+    let _ = stop.send(());
+    timeout(WAIT, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_page_gets_the_stored_orders_then_the_live_ones_without_duplicates() {
+    let db = crate::common::db().await;
+    let orders = db.repo::<Order>();
+    let mut before = Order::new("Before", "lamp", 1, 1_000);
+    orders.insert(&mut before).await.unwrap();
+    let live = LiveOrders::new(db.db().clone());
+    let (addr, stop, server) = start(&live).await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let snapshot = next_message(&mut ws).await;
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    let entries = snapshot["orders"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{snapshot}");
+    assert_eq!(entries[0]["id"], before.id.unwrap().to_hex());
+    assert_eq!(entries[0]["order"]["customer"], "Before");
+    let ready = next_message(&mut ws).await;
+    assert_eq!(ready["type"], "ready");
+    assert_eq!(ready["resumed"], false);
+    let start = ready["token"]
+        .as_str()
+        .expect("the stream's position")
+        .to_owned();
+
+    let mut after = Order::new("After", "cable", 1, 500);
+    orders.insert(&mut after).await.unwrap();
+    let created = next_message(&mut ws).await;
+    assert_eq!(created["type"], "created", "{created}");
+    assert_eq!(created["order"]["customer"], "After");
+    assert!(created["token"].as_str().is_some_and(|t| !t.is_empty()));
+    ws.close(None).await.unwrap();
+    until_no_open_streams(&live).await;
+
+    // A page that reconnects from the position of its `ready` gets the events after it (the
+    // order placed since), and no snapshot.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?after={start}"))
+        .await
+        .unwrap();
+    let ready = next_message(&mut ws).await;
+    assert_eq!(ready["type"], "ready", "{ready}");
+    assert_eq!(ready["resumed"], true);
+    let created = next_message(&mut ws).await;
+    assert_eq!(created["order"]["customer"], "After", "{created}");
+    ws.close(None).await.unwrap();
+    until_no_open_streams(&live).await;
+    let _ = stop.send(());
+    timeout(WAIT, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_reconnecting_page_resumes_after_the_last_event_it_saw() {
+    let db = crate::common::db().await;
+    let orders = db.repo::<Order>();
+    let live = LiveOrders::new(db.db().clone());
+    let (addr, stop, server) = start(&live).await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "ready");
+    orders
+        .insert(&mut Order::new("Seen", "lamp", 1, 100))
+        .await
+        .unwrap();
+    let seen = next_json(&mut ws).await;
+    let token = seen["token"].as_str().expect("a token").to_owned();
+    ws.close(None).await.unwrap();
+    until_no_open_streams(&live).await;
+
+    // Written while the page was away.
+    orders
+        .insert(&mut Order::new("Missed", "cable", 1, 200))
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?after={token}"))
+        .await
+        .unwrap();
+    let ready = next_message(&mut ws).await;
+    assert_eq!(ready["type"], "ready", "no snapshot on a resume: {ready}");
+    assert_eq!(ready["resumed"], true);
+    let missed = next_message(&mut ws).await;
+    assert_eq!(missed["type"], "created", "{missed}");
+    assert_eq!(missed["order"]["customer"], "Missed", "not `Seen` again");
+
+    // A token the server cannot use: a fresh snapshot instead.
+    let (mut ws2, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?after=zz"))
+        .await
+        .unwrap();
+    let snapshot = next_message(&mut ws2).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["orders"].as_array().unwrap().len(), 2);
+
+    ws.close(None).await.unwrap();
+    ws2.close(None).await.unwrap();
+    until_no_open_streams(&live).await;
+    let _ = stop.send(());
+    timeout(WAIT, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_port_is_an_option_and_a_busy_port_says_so() {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(example::port_from(&args(&[]), None), Ok(8080));
+    assert_eq!(
+        example::port_from(&args(&[]), Some("9000".into())),
+        Ok(9000)
+    );
+    assert_eq!(
+        example::port_from(&args(&["--port", "9001"]), Some("9000".into())),
+        Ok(9001)
+    );
+    assert_eq!(example::port_from(&args(&["--port=9002"]), None), Ok(9002));
+    assert!(example::port_from(&args(&["--port"]), None).is_err());
+    assert!(
+        example::port_from(&args(&["--port", "x"]), None)
+            .unwrap_err()
+            .contains("not a port number")
+    );
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let message = example::bind(port).await.expect_err("the port is taken");
+    assert!(
+        message.contains(&format!("port {port} is already in use")),
+        "{message}"
+    );
+    assert!(message.contains("--port"), "{message}");
+}
+
+// ANCHOR: browser
+/// Chromium, headless, as the chapter shows it; `extra` adds `--dump-dom` or `--screenshot`.
+fn chromium(url: &str, extra: &[&str]) -> std::process::Output {
+    let binary = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|name| {
+            std::process::Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is not installed: run scripts/install-chromium.sh");
+    let profile = std::env::temp_dir().join(format!("mongrove-chromium-{}", std::process::id()));
+    let output = std::process::Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.display()),
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    output
+}
+// ANCHOR_END: browser
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_browser_shows_stored_and_live_orders() {
+    let db = crate::common::db().await;
+    let orders = db.repo::<Order>();
+    orders
+        .insert(&mut Order::new("Stored-Before-Load", "lamp", 1, 1_000))
+        .await
+        .unwrap();
+    let live = LiveOrders::new(db.db().clone());
+    let (addr, stop, server) = start(&live).await;
+    let url = format!("http://{addr}/");
+
+    // Once the page's stream is open, an order placed now must appear without a reload.
+    let writer = {
+        let live = live.clone();
+        let orders = orders.clone();
+        tokio::spawn(async move {
+            timeout(WAIT, async {
+                while live.open_streams() == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the page connects");
+            orders
+                .insert(&mut Order::new("Placed-While-Open", "cable", 2, 500))
+                .await
+                .unwrap();
+            // Written by something that does not know the model: it cannot be decoded.
+            orders
+                .collection()
+                .insert_one(mongrove::bson::doc! { "customer": "Broken", "quantity": "many" })
+                .await
+                .unwrap();
+        })
+    };
+    let page = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            chromium(&url, &["--virtual-time-budget=20000", "--dump-dom"])
+        })
+        .await
+        .unwrap()
+    };
+    writer.await.unwrap();
+    let dom = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&page.stderr)
+    );
+    assert!(dom.contains("Stored-Before-Load"), "{dom}");
+    assert!(dom.contains("Placed-While-Open"), "{dom}");
+    assert!(
+        dom.contains(r#"<details id="raw">"#),
+        "the raw log starts collapsed: {dom}"
+    );
+    assert!(dom.contains(r#"class="live""#), "{dom}");
+    // The undecodable order is a visible notice, not a silent gap.
+    assert!(
+        dom.contains(r#"<div id="notice" role="alert">An event could not be shown"#),
+        "{dom}"
+    );
+    assert!(!dom.contains("Broken</td>"), "{dom}");
+
+    // A screenshot for people to look at.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("live_orders.png");
+    let _ = std::fs::remove_file(&shot);
+    let taken = tokio::task::spawn_blocking({
+        let shot = format!("--screenshot={}", shot.display());
+        move || {
+            chromium(
+                &url,
+                &[
+                    "--virtual-time-budget=5000",
+                    "--window-size=1000,600",
+                    &shot,
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 0),
+        "a screenshot at {}",
+        shot.display()
+    );
+
+    until_no_open_streams(&live).await;
     let _ = stop.send(());
     timeout(WAIT, server).await.unwrap().unwrap();
 }

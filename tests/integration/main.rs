@@ -1,6 +1,7 @@
 //! Integration tests against a real `mongod` (see `mongrove::testkit`), one module per topic,
 //! built into one binary so the driver is linked once.
 
+mod app_testing;
 mod arrays;
 mod chunks;
 mod common;
@@ -15,11 +16,14 @@ mod integrity;
 mod live_orders;
 mod locking;
 mod manual_tx;
+mod mongoose;
+mod observability;
 mod quickstart;
 mod reexport;
 mod relations;
 mod repo;
 mod retry_ops;
+mod service;
 mod testkit;
 mod transactions;
 mod tx_guarantees;

@@ -25,6 +25,39 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Server errors that mongrove does not interpret stay available as [`Error::Driver`]; their
 /// error labels (`TransientTransactionError`, `UnknownTransactionCommitResult`, ...) are kept and
 /// can be queried with [`Error::has_label`].
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo(db: &Db, mut order: Order) -> mongrove::Result<()> {
+/// use mongrove::Error;
+///
+/// match db.repo::<Order>().save(&mut order).await {
+///     Ok(()) => {}
+///     Err(Error::VersionConflict { expected, found, .. }) => {
+///         println!("changed by someone else: {expected} -> {found}; reload and retry");
+///     }
+///     Err(Error::Validation { failures, .. }) => {
+///         for failure in failures {
+///             println!("{}: {}", failure.field, failure.message);
+///         }
+///     }
+///     Err(e) if e.has_label("TransientTransactionError") => println!("try again: {e}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -383,6 +416,46 @@ impl Error {
             } => last.has_label(label),
             Error::TokenStore { source, .. } => source.has_label(label),
             _ => false,
+        }
+    }
+
+    /// The variant's name (`"VersionConflict"`, `"Driver"` ...): a short, stable label for logs
+    /// and metrics. The spans of repository operations record it as `error.type`.
+    ///
+    /// ```
+    /// assert_eq!(mongrove::Error::custom("no stock").kind(), "Custom");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "NotFound",
+            Error::VersionConflict { .. } => "VersionConflict",
+            Error::DuplicateKey { .. } => "DuplicateKey",
+            Error::Validation { .. } => "Validation",
+            Error::Hook { .. } => "Hook",
+            Error::Decode { .. } => "Decode",
+            Error::Encode { .. } => "Encode",
+            Error::MissingId { .. } => "MissingId",
+            Error::WriteFailed { .. } => "WriteFailed",
+            Error::PartialWrite(_) => "PartialWrite",
+            Error::NotVersioned { .. } => "NotVersioned",
+            Error::TransactionsUnsupported => "TransactionsUnsupported",
+            Error::TransactionEnded => "TransactionEnded",
+            Error::Swallowed(_) => "Swallowed",
+            Error::Timeout { .. } => "Timeout",
+            Error::ChangeHistoryLost { .. } => "ChangeHistoryLost",
+            Error::Handler { .. } => "Handler",
+            Error::TokenStore { .. } => "TokenStore",
+            Error::Custom(_) => "Custom",
+            Error::TreeAborted { .. } => "TreeAborted",
+            Error::PartiallyCommitted(_) => "PartiallyCommitted",
+            Error::SagaFailed(_) => "SagaFailed",
+            Error::MissingResult { .. } => "MissingResult",
+            Error::DanglingRef { .. } => "DanglingRef",
+            Error::InvalidCursor { .. } => "InvalidCursor",
+            Error::NotInTransaction { .. } => "NotInTransaction",
+            #[cfg(feature = "testkit")]
+            Error::Testkit(_) => "Testkit",
+            Error::Driver(_) => "Driver",
         }
     }
 

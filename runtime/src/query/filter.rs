@@ -24,6 +24,37 @@ pub trait IntoFilter<M>: Into<Filter<M>> {}
 impl<M, F: Into<Filter<M>>> IntoFilter<M> for F {}
 
 /// A query filter on model `M`.
+///
+/// Built from the typed paths of `M::fields()`, combined with `and` / `or`; a raw
+/// `bson::Document` converts into one as an escape hatch (its names are not checked).
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo(db: &Db) -> mongrove::Result<()> {
+/// use mongrove::Filter;
+/// use mongrove::bson::doc;
+///
+/// let o = Order::fields();
+/// let filter: Filter<Order> = o
+///     .customer
+///     .eq("ada")
+///     .and(o.total.gte(1000).or(o.tags.contains("vip")));
+/// let big = db.repo::<Order>().find(filter).await?;
+/// let raw = db.repo::<Order>().count(doc! { "status": { "$in": ["new", "open"] } }).await?;
+/// # Ok(()) }
+/// ```
 pub struct Filter<M> {
     doc: Document,
     problem: Option<EncodeProblem>,

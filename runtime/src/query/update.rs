@@ -10,6 +10,36 @@ use mongodb::bson::{Bson, Document, doc};
 use super::EncodeProblem;
 
 /// An update on model `M`: operators grouped as the server expects them.
+///
+/// Built from the typed paths of `M::fields()` and combined with `and`. The repository adds
+/// the version increment and the `updated` timestamp itself.
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo(db: &Db) -> mongrove::Result<()> {
+/// use mongrove::Update;
+///
+/// let o = Order::fields();
+/// let update: Update<Order> = o
+///     .status
+///     .set("paid")
+///     .and(o.total.inc(-100))
+///     .and(o.tags.add_to_set("discounted"));
+/// db.repo::<Order>().update_one(o.customer.eq("ada"), update).await?;
+/// # Ok(()) }
+/// ```
 pub struct Update<M> {
     doc: Document,
     problem: Option<EncodeProblem>,

@@ -9,6 +9,8 @@ mod lifecycle;
 pub(crate) mod occ;
 mod op;
 
+pub(crate) use op::trace;
+
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -53,6 +55,31 @@ impl HookContext<'_> {
 }
 
 /// The typed repository of model `M`, from [`Db::repo`].
+///
+/// Cheap to clone; keep one in a service struct. Each operation is a builder that runs when
+/// awaited, and joins the transaction running on the task, if any.
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo(db: &Db) -> mongrove::Result<()> {
+/// let orders = db.repo::<Order>();
+/// let o = Order::fields();
+/// let recent = orders.find(o.status.eq("new")).sort(o.total.desc()).limit(10).await?;
+/// orders.update_many(o.status.eq("new"), o.status.set("open")).await?;
+/// # Ok(()) }
+/// ```
 pub struct Repo<M> {
     db: Db,
     docs: Collection<Document>,
@@ -113,27 +140,165 @@ impl<M: Model> Repo<M> {
     }
 
     /// Inserts `doc` and fills in its id when the server or driver generated one.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let mut order = order("ada", 1200);
+    /// orders.insert(&mut order).await?;
+    /// assert!(order.id.is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn insert<'a>(&'a self, doc: &'a mut M) -> Insert<'a, M> {
         Insert::new(self, doc)
     }
 
     /// Inserts several documents in one round trip (ordered unless told otherwise).
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let mut batch = vec![order("ada", 100), order("grace", 200)];
+    /// // `ordered(false)`: go on after a failing document; failures come back as a PartialWrite.
+    /// let ids = orders.insert_many(&mut batch).ordered(false).await?;
+    /// assert_eq!(ids.len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn insert_many<'a>(&'a self, docs: &'a mut [M]) -> InsertMany<'a, M> {
         InsertMany::new(self, docs)
     }
 
     /// The document with this `_id`, if there is one.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// # let id = mongrove::bson::oid::ObjectId::new();
+    /// match orders.find_by_id(id).await? {
+    ///     Some(order) => println!("{} owes {}", order.customer, order.total),
+    ///     None => println!("no order {id}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn find_by_id(&self, id: impl Into<M::Id>) -> FindOne<'_, M> {
         let filter = self.id_filter(&id.into());
         FindOne::new(self, filter)
     }
 
     /// The first document matching `filter`.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let first = orders
+    ///     .find_one(o.customer.eq("ada"))
+    ///     .sort(o.total.desc())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn find_one(&self, filter: impl IntoFilter<M>) -> FindOne<'_, M> {
         FindOne::new(self, filter.into().into_parts())
     }
 
     /// Every document matching `filter`; await it for a `Vec`, or call `.stream()`.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let big = orders
+    ///     .find(o.total.gte(1000).and(o.status.ne("cancelled")))
+    ///     .sort(o.total.desc())
+    ///     .skip(20)
+    ///     .limit(10)
+    ///     .await?;
+    /// // Or one batch in memory at a time:
+    /// use futures_util::TryStreamExt;
+    /// let mut all = orders.find(mongrove::Filter::all()).stream().await?;
+    /// while let Some(order) = all.try_next().await? {
+    ///     println!("{}", order.customer);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn find(&self, filter: impl IntoFilter<M>) -> Find<'_, M> {
         Find::new(self, filter.into().into_parts())
     }
@@ -146,6 +311,29 @@ impl<M: Model> Repo<M> {
     }
 
     /// How many documents match `filter`.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let open = orders.count(o.status.eq("new")).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn count(&self, filter: impl IntoFilter<M>) -> Count<'_, M> {
         Count::new(self, filter.into().into_parts())
     }
@@ -174,6 +362,31 @@ impl<M: Model> Repo<M> {
     }
 
     /// Whether any document matches `filter`.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// if orders.exists(o.customer.eq("ada")).await? {
+    ///     println!("ada has ordered before");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn exists(&self, filter: impl IntoFilter<M>) -> Exists<'_, M> {
         Exists::new(self, filter.into().into_parts())
     }
@@ -183,6 +396,35 @@ impl<M: Model> Repo<M> {
     /// The values typed paths `set` (and `set_on_insert`) are first checked against the
     /// fields' `#[model(validate(...))]` rules: a failure is [`Error::Validation`] and nothing
     /// is sent (`.skip_validation()` turns the check off; a raw update is never checked).
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// // Pay order `id` only if nobody changed it since version 3 was read.
+    /// # let id = mongrove::bson::oid::ObjectId::new();
+    /// let outcome = orders
+    ///     .update_one(o.id.eq(id), o.status.set("paid"))
+    ///     .expect_version(3)
+    ///     .await?;
+    /// assert_eq!(outcome.modified, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn update_one(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateOne<'_, M> {
         UpdateOne::new(self, filter.into().into_parts(), update)
     }
@@ -192,6 +434,32 @@ impl<M: Model> Repo<M> {
     /// The values typed paths `set` (and `set_on_insert`) are first checked against the
     /// fields' `#[model(validate(...))]` rules: a failure is [`Error::Validation`] and nothing
     /// is sent (`.skip_validation()` turns the check off; a raw update is never checked).
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let outcome = orders
+    ///     .update_many(o.status.eq("new"), o.status.set("expired"))
+    ///     .await?;
+    /// println!("{} orders expired", outcome.modified);
+    /// # Ok(()) }
+    /// ```
     pub fn update_many(&self, filter: impl IntoFilter<M>, update: Update<M>) -> UpdateMany<'_, M> {
         UpdateMany::new(self, filter.into().into_parts(), update)
     }
@@ -202,6 +470,33 @@ impl<M: Model> Repo<M> {
     /// The values typed paths `set` (and `set_on_insert`) are first checked against the
     /// fields' `#[model(validate(...))]` rules: a failure is [`Error::Validation`] and nothing
     /// is sent (`.skip_validation()` turns the check off; a raw update is never checked).
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let paid = orders
+    ///     .find_one_and_update(o.status.eq("new"), o.status.set("processing"))
+    ///     .sort(o.total.desc())
+    ///     .return_after()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn find_one_and_update(
         &self,
         filter: impl IntoFilter<M>,
@@ -211,6 +506,33 @@ impl<M: Model> Repo<M> {
     }
 
     /// Replaces the first document matching `filter` with `doc`.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// # let id = mongrove::bson::oid::ObjectId::new();
+    /// let mut stored = orders.find_by_id(id).await?.ok_or(mongrove::Error::custom("gone"))?;
+    /// stored.total = 0;
+    /// stored.status = "void".into();
+    /// orders.replace(o.id.eq(id), &mut stored).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn replace<'a>(&'a self, filter: impl IntoFilter<M>, doc: &'a mut M) -> Replace<'a, M> {
         Replace::new(self, filter.into().into_parts(), doc)
     }
@@ -218,28 +540,163 @@ impl<M: Model> Repo<M> {
     /// Writes `doc` back over the stored document with its id. For a versioned model the write
     /// succeeds only when the stored version is still the loaded one, and the version goes up by
     /// one; otherwise [`Error::VersionConflict`].
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// # let id = mongrove::bson::oid::ObjectId::new();
+    /// let mut order = orders.find_by_id(id).await?.ok_or(mongrove::Error::custom("gone"))?;
+    /// order.status = "shipped".into();
+    /// match orders.save(&mut order).await {
+    ///     Ok(()) => {}
+    ///     // Someone saved it first: reload and decide again.
+    ///     Err(mongrove::Error::VersionConflict { found, .. }) => println!("now at version {found}"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn save<'a>(&'a self, doc: &'a mut M) -> Save<'a, M> {
         Save::new(self, doc)
     }
 
     /// Deletes `doc` (by its id). [`Error::NotFound`] when it is already gone.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// # let id = mongrove::bson::oid::ObjectId::new();
+    /// if let Some(order) = orders.find_by_id(id).await? {
+    ///     orders.delete(&order).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn delete<'a>(&'a self, doc: &'a M) -> Delete<'a, M> {
         Delete::new(self, doc)
     }
 
     /// Deletes every document matching `filter` and returns how many went.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let gone = orders.delete_many(o.status.eq("expired")).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn delete_many(&self, filter: impl IntoFilter<M>) -> DeleteMany<'_, M> {
         DeleteMany::new(self, filter.into().into_parts())
     }
 
     /// Runs a mix of inserts, updates, replacements and deletes in as few round trips as the
     /// server allows, in order.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// use mongrove::WriteOp;
+    /// let outcome = orders
+    ///     .bulk_write(vec![
+    ///         WriteOp::Insert(order("ada", 100)),
+    ///         WriteOp::update_many(o.status.eq("new"), o.status.set("open")),
+    ///         WriteOp::DeleteOne(o.customer.eq("mallory")),
+    ///     ])
+    ///     .await?;
+    /// println!("{} inserted, {} changed", outcome.inserted, outcome.modified);
+    /// # Ok(()) }
+    /// ```
     pub fn bulk_write(&self, ops: Vec<WriteOp<M>>) -> BulkWrite<'_, M> {
         BulkWrite::new(self, ops)
     }
 
     /// Makes the collection's indexes match the model's declarations: creates what is missing,
     /// drops what is no longer declared or has changed, and reports what it did.
+    ///
+    /// ```no_run
+    /// # use mongrove::{Db, Model};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+    /// # #[model(collection = "orders", version = "version")]
+    /// # struct Order {
+    /// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    /// #     id: Option<mongrove::bson::oid::ObjectId>,
+    /// #     customer: String,
+    /// #     total: i64,
+    /// #     status: String,
+    /// #     version: i64,
+    /// # }
+    /// # fn order(customer: &str, total: i64) -> Order {
+    /// #     Order { id: None, customer: customer.into(), total, status: "new".into(), version: 0 }
+    /// # }
+    /// # async fn demo(db: &Db) -> mongrove::Result<()> {
+    /// let orders = db.repo::<Order>();
+    /// let o = Order::fields();
+    /// let report = orders.sync_indexes().await?;
+    /// println!("{report:?}");
+    /// # Ok(()) }
+    /// ```
     pub fn sync_indexes(&self) -> SyncIndexes<'_, M> {
         SyncIndexes::new(self)
     }

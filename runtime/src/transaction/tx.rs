@@ -19,6 +19,32 @@ use crate::session::ambient::{self, Scope};
 /// aborted, or replaced by a retry) they refuse to run, with
 /// [`Error::TransactionEnded`](crate::Error::TransactionEnded): nothing can slip outside the
 /// transaction by being kept too long.
+///
+/// ```no_run
+/// # use mongrove::{Db, Model};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, Serialize, Deserialize, Model)]
+/// # #[model(collection = "orders", version = "version")]
+/// # struct Order {
+/// #     #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+/// #     id: Option<mongrove::bson::oid::ObjectId>,
+/// #     customer: String,
+/// #     total: i64,
+/// #     status: String,
+/// #     tags: Vec<String>,
+/// #     version: i64,
+/// # }
+/// # async fn demo(db: &Db) -> mongrove::Result<()> {
+/// let o = Order::fields();
+/// db.transaction(async |tx| {
+///     let orders = tx.repo::<Order>();
+///     orders.update_one(o.customer.eq("ada"), o.status.set("paid")).await?;
+///     orders.delete_many(o.status.eq("expired")).await?;
+///     Ok(())
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Tx {
     db: Db,

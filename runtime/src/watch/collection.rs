@@ -127,7 +127,13 @@ impl<'a, M: Model> IntoFuture for Watch<'a, M> {
     type IntoFuture = BoxFuture<'a, Result<ChangeStream<M>>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        crate::repo::trace::traced(
+            self.repo.db().name(),
+            M::COLLECTION,
+            "watch",
+            crate::repo::trace::nothing,
+            self.run(),
+        )
     }
 }
 

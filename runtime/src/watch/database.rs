@@ -63,7 +63,14 @@ impl<'a> IntoFuture for WatchDb<'a> {
     type IntoFuture = BoxFuture<'a, Result<DbChangeStream>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        // A database-wide stream has no collection: the span leaves the name empty.
+        crate::repo::trace::traced(
+            self.db.name(),
+            "",
+            "watch",
+            crate::repo::trace::nothing,
+            self.run(),
+        )
     }
 }
 

@@ -288,7 +288,14 @@ impl<'a, M: Model, Out: DeserializeOwned + Send + 'a> IntoFuture for AggregateAs
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.pipeline.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "aggregate",
+            super::trace::rows,
+            self.run(),
+        )
     }
 }
 
@@ -297,6 +304,6 @@ impl<'a, M: Model> IntoFuture for Aggregate<'a, M> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.decode::<Document>().run())
+        self.decode::<Document>().into_future()
     }
 }

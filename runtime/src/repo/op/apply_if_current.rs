@@ -131,5 +131,5 @@ impl<'a, M: Model> ApplyIfCurrent<'a, M> {
     }
 }
 
-awaitable!(ApplyIfCurrent => Applied);
+awaitable!(ApplyIfCurrent => Applied, "apply_if_current");
 session_setter!(ApplyIfCurrent);

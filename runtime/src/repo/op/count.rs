@@ -52,7 +52,7 @@ impl<'a, M: Model> Count<'a, M> {
     }
 }
 
-awaitable!(Count => u64);
+awaitable!(Count => u64, "count");
 session_setter!(Count);
 
 /// Whether a document matches. Created by [`Repo::exists`].
@@ -84,5 +84,5 @@ impl<'a, M: Model> Exists<'a, M> {
     }
 }
 
-awaitable!(Exists => bool);
+awaitable!(Exists => bool, "exists");
 session_setter!(Exists);

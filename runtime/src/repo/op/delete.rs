@@ -75,7 +75,7 @@ impl<'a, M: Model> Delete<'a, M> {
     }
 }
 
-awaitable!(Delete => ());
+awaitable!(Delete => (), "delete");
 session_setter!(Delete);
 
 /// Deletes every match. Created by [`Repo::delete_many`]. Runs no hooks.
@@ -106,5 +106,5 @@ impl<'a, M: Model> DeleteMany<'a, M> {
     }
 }
 
-awaitable!(DeleteMany => u64);
+awaitable!(DeleteMany => u64, "delete_many", super::trace::deleted);
 session_setter!(DeleteMany);

@@ -76,6 +76,13 @@ impl<'a, M: Model, T: DeserializeOwned + Send + 'a> IntoFuture for Distinct<'a, 
     type IntoFuture = BoxFuture<'a, Result<Vec<T>>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "distinct",
+            super::trace::rows,
+            self.run(),
+        )
     }
 }

@@ -64,12 +64,12 @@ impl<'a, M: Model> FindOne<'a, M> {
             options,
             session: self.session,
         };
-        let mut results = find.stream().await?;
+        let mut results = find.open_stream().await?;
         results.next().await.transpose()
     }
 }
 
-awaitable!(FindOne => Option<M>);
+awaitable!(FindOne => Option<M>, "find_one", super::trace::row);
 session_setter!(FindOne);
 
 /// Every matching document. Created by [`Repo::find`].
@@ -129,7 +129,23 @@ impl<'a, M: Model> Find<'a, M> {
     }
 
     /// Streams the results instead of collecting them: memory stays at one batch.
+    ///
+    /// The operation's span covers opening the cursor (the first batch); the documents read
+    /// after that are the caller's.
     pub async fn stream(self) -> Result<BoxStream<'a, Result<M>>> {
+        let repo = self.repo;
+        super::trace::traced(
+            repo.db().name(),
+            M::COLLECTION,
+            "find",
+            super::trace::nothing,
+            self.open_stream(),
+        )
+        .await
+    }
+
+    /// The results as a stream, without a span of their own (`run` is traced as a whole).
+    async fn open_stream(self) -> Result<BoxStream<'a, Result<M>>> {
         let repo = self.repo;
         let state = self.open().await?;
         Ok(stream::unfold(state, move |mut state| async move {
@@ -182,7 +198,7 @@ impl<'a, M: Model> Find<'a, M> {
     }
 
     pub(super) async fn run(self) -> Result<Vec<M>> {
-        let mut results = self.stream().await?;
+        let mut results = self.open_stream().await?;
         let mut all = Vec::new();
         while let Some(item) = results.next().await {
             all.push(item?);
@@ -259,5 +275,5 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
     }
 }
 
-awaitable!(Find => Vec<M>);
+awaitable!(Find => Vec<M>, "find", super::trace::rows);
 session_setter!(Find);

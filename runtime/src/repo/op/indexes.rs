@@ -116,7 +116,7 @@ impl<'a, M: Model> SyncIndexes<'a, M> {
     }
 }
 
-awaitable!(SyncIndexes => IndexReport);
+awaitable!(SyncIndexes => IndexReport, "sync_indexes");
 
 /// Whether an index listed by the server is the one declared: same keys in the same order and
 /// the same options. Numbers are compared by value, since the server may widen them.

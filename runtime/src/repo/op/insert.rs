@@ -102,7 +102,7 @@ impl<'a, M: Model> Insert<'a, M> {
     }
 }
 
-awaitable!(Insert => M::Id);
+awaitable!(Insert => M::Id, "insert");
 session_setter!(Insert);
 
 /// Inserts several documents. Created by [`Repo::insert_many`].
@@ -328,5 +328,5 @@ pub(crate) fn too_large<M: Model>(index: usize, size: usize, limits: &ServerLimi
 /// The server's code for a document over `maxBsonObjectSize`.
 const BSON_OBJECT_TOO_LARGE: i32 = 10334;
 
-awaitable!(InsertMany => Vec<M::Id>);
+awaitable!(InsertMany => Vec<M::Id>, "insert_many", super::trace::inserted);
 session_setter!(InsertMany);

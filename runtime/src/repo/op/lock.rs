@@ -225,7 +225,7 @@ async fn after_load<M: Model>(
     Ok(())
 }
 
-awaitable!(FindOneForUpdate => Option<M>);
-awaitable!(FindForUpdate => Vec<M>);
+awaitable!(FindOneForUpdate => Option<M>, "find_one_for_update", super::trace::row);
+awaitable!(FindForUpdate => Vec<M>, "find_for_update", super::trace::rows);
 session_setter!(FindOneForUpdate);
 session_setter!(FindForUpdate);

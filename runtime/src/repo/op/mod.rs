@@ -17,6 +17,7 @@ mod page;
 mod populate;
 mod project;
 pub(crate) mod replace;
+pub(crate) mod trace;
 pub(crate) mod update;
 
 pub use aggregate::{Acc, Aggregate, AggregateAs, RefersTo, Summable};
@@ -39,15 +40,26 @@ pub use update::{FindOneAndUpdate, UpdateMany, UpdateOne, UpdateOutcome};
 // Every operation is its own type, and `IntoFuture` cannot be implemented once for all of them
 // (a blanket impl of a foreign trait), so these two macros write the same few lines per type.
 
-/// Implements `IntoFuture` for an operation with an `async fn run(self)`.
+/// Implements `IntoFuture` for an operation with an `async fn run(self)` and a `repo` field:
+/// the operation runs in its `tracing` span (see [`trace`]), named `$name`, which records the
+/// outcome with `$record` (a function of [`trace`]; nothing but success by default).
 macro_rules! awaitable {
-    ($op:ident => $out:ty) => {
+    ($op:ident => $out:ty, $name:literal) => {
+        $crate::repo::op::awaitable!($op => $out, $name, $crate::repo::op::trace::nothing);
+    };
+    ($op:ident => $out:ty, $name:literal, $record:path) => {
         impl<'a, M: Model> IntoFuture for $op<'a, M> {
             type Output = Result<$out>;
             type IntoFuture = BoxFuture<'a, Result<$out>>;
 
             fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.run())
+                $crate::repo::op::trace::traced(
+                    self.repo.db().name(),
+                    M::COLLECTION,
+                    $name,
+                    $record,
+                    self.run(),
+                )
             }
         }
     };

@@ -146,6 +146,12 @@ where
     type IntoFuture = BoxFuture<'a, Result<M>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        super::trace::traced(
+            self.repo.db().name(),
+            M::COLLECTION,
+            "modify",
+            super::trace::nothing,
+            self.run(),
+        )
     }
 }

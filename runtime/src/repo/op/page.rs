@@ -192,7 +192,14 @@ impl<'a, M: Model> IntoFuture for FindPage<'a, M> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.find.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "find_page",
+            super::trace::nothing,
+            self.run(),
+        )
     }
 }
 

@@ -139,7 +139,14 @@ impl<'a, M: Model, T: Model> IntoFuture for FindPopulated<'a, M, T> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.find.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "find_populated",
+            super::trace::rows,
+            self.run(),
+        )
     }
 }
 
@@ -148,7 +155,14 @@ impl<'a, M: Model, T: Model> IntoFuture for FindOnePopulated<'a, M, T> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.find.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "find_one_populated",
+            super::trace::row,
+            self.run(),
+        )
     }
 }
 
@@ -318,6 +332,13 @@ impl<'a, M: Model, T: Model, U: Model> IntoFuture for FindPopulatedThen<'a, M, T
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.first.find.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "find_populated",
+            super::trace::rows,
+            self.run(),
+        )
     }
 }

@@ -79,6 +79,13 @@ impl<'a, M: Model, P: Projection<Model = M>> IntoFuture for FindProjected<'a, M,
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        let database = self.find.repo.db().name().to_owned();
+        super::trace::traced(
+            &database,
+            M::COLLECTION,
+            "find_projected",
+            super::trace::rows,
+            self.run(),
+        )
     }
 }

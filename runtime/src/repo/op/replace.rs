@@ -196,7 +196,7 @@ impl<'a, M: Model> Replace<'a, M> {
     }
 }
 
-awaitable!(Replace => UpdateOutcome);
+awaitable!(Replace => UpdateOutcome, "replace", super::trace::update);
 session_setter!(Replace);
 
 /// Writes a loaded model back. Created by [`Repo::save`].
@@ -256,5 +256,5 @@ impl<'a, M: Model> Save<'a, M> {
     }
 }
 
-awaitable!(Save => ());
+awaitable!(Save => (), "save");
 session_setter!(Save);

@@ -305,7 +305,14 @@ macro_rules! update_builder {
             type IntoFuture = BoxFuture<'a, Result<UpdateOutcome>>;
 
             fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.core.update($many))
+                let repo = self.core.repo;
+                super::trace::traced(
+                    repo.db().name(),
+                    M::COLLECTION,
+                    if $many { "update_many" } else { "update_one" },
+                    super::trace::update,
+                    self.core.update($many),
+                )
             }
         }
     };
@@ -495,6 +502,12 @@ impl<'a, M: Model> IntoFuture for FindOneAndUpdate<'a, M> {
     type IntoFuture = BoxFuture<'a, Result<Option<M>>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        super::trace::traced(
+            self.core.repo.db().name(),
+            M::COLLECTION,
+            "find_one_and_update",
+            super::trace::row,
+            self.run(),
+        )
     }
 }

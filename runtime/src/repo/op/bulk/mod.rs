@@ -216,5 +216,5 @@ impl<'a, M: Model> BulkWrite<'a, M> {
     }
 }
 
-awaitable!(BulkWrite => BulkOutcome);
+awaitable!(BulkWrite => BulkOutcome, "bulk_write", crate::repo::op::trace::bulk);
 session_setter!(BulkWrite);
