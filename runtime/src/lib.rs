@@ -87,8 +87,8 @@ pub use mongrove_macros::Model;
 pub use query::{Field, Filter, IdField, Nested, Sort, Update, VersionField};
 pub use repo::{
     Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany, Exists, Find, FindOne,
-    FindOneAndUpdate, IndexReport, Insert, InsertMany, Modify, Replace, Repo, Save, SyncIndexes,
-    UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    FindOneAndUpdate, IndexReport, Insert, InsertMany, MAX_BATCH, Modify, Replace, Repo, Save,
+    SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{Standalone, Tx, TxOptions};

@@ -1,6 +1,7 @@
 //! Integration tests against a real `mongod` (see `mongrove::testkit`), one module per topic,
 //! built into one binary so the driver is linked once.
 
+mod batching;
 mod common;
 mod consumers;
 mod coordinate;

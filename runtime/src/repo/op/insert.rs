@@ -15,6 +15,7 @@ use crate::decode::{check_names, encode};
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
+use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
 
@@ -84,6 +85,18 @@ impl<'a, M: Model> Insert<'a, M> {
         let now = DateTime::now();
         let body = insertable(self.doc, now)?;
         check_names(M::COLLECTION, "the document", &body)?;
+        if let Some(id) = self.batched(&body).await? {
+            let id = inserted(self.doc, id, now)?;
+            lifecycle::hook_ref(
+                repo,
+                &mut self.session,
+                self.doc,
+                HookPoint::AfterInsert,
+                "insert",
+            )
+            .await?;
+            return Ok(id);
+        }
         let result = {
             let mut guard = self.session.lock().await?;
             run_in!(guard, repo.docs.insert_one(body))
@@ -99,6 +112,49 @@ impl<'a, M: Model> Insert<'a, M> {
         )
         .await?;
         Ok(id)
+    }
+}
+
+impl<M: Model> Insert<'_, M> {
+    /// Sends the document through the repository's batcher when it has one and the insert
+    /// runs outside any session; returns the stored `_id`, or `None` when the insert is not
+    /// batched.
+    async fn batched(&mut self, body: &Document) -> Result<Option<Bson>> {
+        let Some(batcher) = &self.repo.batcher else {
+            return Ok(None);
+        };
+        self.session.resolve().await?;
+        if !matches!(self.session, SessionSlot::None) {
+            return Ok(None);
+        }
+        // The id is made here so that the caller knows it whatever the batch does.
+        let mut body = body.clone();
+        let id = match body.get("_id") {
+            Some(id) => id.clone(),
+            None => {
+                let id = Bson::ObjectId(ObjectId::new());
+                body.insert("_id", id.clone());
+                id
+            }
+        };
+        let raw = RawDocumentBuf::from_document(&body).map_err(|e| Error::Encode {
+            collection: M::COLLECTION.to_owned(),
+            what: "the document".to_owned(),
+            reason: e.to_string(),
+        })?;
+        // A document over the size limit would fail its whole batch: it goes alone, and the
+        // server's refusal is its own.
+        let limits = self.repo.db.server_limits().await?;
+        if raw.as_bytes().len() > limits.max_bson_object_size {
+            return Ok(None);
+        }
+        match batcher.insert(raw).await? {
+            InsertOutcome::Written => Ok(Some(id)),
+            InsertOutcome::Refused { code, message } => {
+                Err(crate::error::write_error(M::COLLECTION, 0, code, &message))
+            }
+            InsertOutcome::Failed(error) => Err(self.repo.driver_error(error)),
+        }
     }
 }
 
