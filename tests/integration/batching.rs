@@ -113,6 +113,7 @@ async fn concurrent_lookups_share_round_trips_and_each_gets_its_own_document() {
     let unbatched_finds = sent.count("find");
     assert_eq!(unbatched_finds, 32);
 
+    // ANCHOR: with_batching
     let batched_db = db.with_batching();
     let cards = batched_db.repo::<Card>();
     assert!(cards.is_batched());
@@ -122,6 +123,7 @@ async fn concurrent_lookups_share_round_trips_and_each_gets_its_own_document() {
             .map(|id| cards.find_by_id(id.clone()).into_future()),
     )
     .await;
+    // ANCHOR_END: with_batching
     let batched_finds = sent.count("find");
     assert!(
         batched_finds < unbatched_finds && batched_finds <= 2,
