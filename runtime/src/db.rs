@@ -1,5 +1,6 @@
 //! `Db`: a client and a database, handing out repositories.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use mongodb::{Client, ClientSession, Database};
@@ -39,6 +40,47 @@ pub struct Db {
     database: Database,
     /// What `hello` says about the deployment, asked once and remembered.
     hello: Arc<tokio::sync::OnceCell<Hello>>,
+    /// The per-collection batchers of repositories from this `Db`, when batching is on
+    /// ([`Db::with_batching`]).
+    batching: Option<Arc<Batching>>,
+}
+
+/// The batchers of a `Db` with batching on, one per database and collection. Type-erased here
+/// because the batcher belongs to the repository layer above.
+#[derive(Default)]
+pub(crate) struct Batching {
+    pub(crate) limit: usize,
+    #[allow(clippy::type_complexity)]
+    batchers: std::sync::Mutex<Vec<(String, &'static str, Arc<dyn Any + Send + Sync>)>>,
+}
+
+impl Batching {
+    /// The batcher of `collection` in `database`, made by `make` the first time.
+    pub(crate) fn get_or_insert(
+        &self,
+        database: &str,
+        collection: &'static str,
+        make: impl FnOnce() -> Arc<dyn Any + Send + Sync>,
+    ) -> Arc<dyn Any + Send + Sync> {
+        let mut batchers = self.batchers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, batcher)) = batchers
+            .iter()
+            .find(|(d, c, _)| d == database && *c == collection)
+        {
+            return batcher.clone();
+        }
+        let batcher = make();
+        batchers.push((database.to_owned(), collection, batcher.clone()));
+        batcher
+    }
+}
+
+impl std::fmt::Debug for Batching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batching")
+            .field("limit", &self.limit)
+            .finish()
+    }
 }
 
 /// The facts of the deployment mongrove needs, from one `hello`.
@@ -71,6 +113,7 @@ impl Db {
             client,
             database,
             hello: Arc::default(),
+            batching: None,
         }
     }
 
@@ -82,7 +125,39 @@ impl Db {
             client: self.client.clone(),
             database: self.client.database(name),
             hello: self.hello.clone(),
+            batching: self.batching.clone(),
         }
+    }
+
+    /// The same database, with automatic batching for every repository it hands out:
+    /// concurrent [`find_by_id`](crate::Repo::find_by_id) calls on one collection go to the
+    /// server as one `find({_id: {$in: [...]}})`, concurrent [`insert`](crate::Repo::insert)s
+    /// as one unordered `insertMany`, each caller still getting its own document, `None` or
+    /// error. A call sent while nothing else is in flight goes at once, alone (no delay is
+    /// added); the calls that arrive while it is in flight leave together when it returns, at
+    /// most [`MAX_BATCH`](crate::MAX_BATCH) per round trip.
+    ///
+    /// Calls in a transaction, or given a session, are never batched: they run on their own,
+    /// so no batch mixes sessions. Hooks, validation, versions and timestamps are applied to
+    /// each document by its own caller, as without batching.
+    pub fn with_batching(&self) -> Db {
+        self.with_batching_limit(crate::repo::MAX_BATCH)
+    }
+
+    /// [`Db::with_batching`] with at most `limit` calls per batch (at least 1).
+    pub fn with_batching_limit(&self, limit: usize) -> Db {
+        Db {
+            batching: Some(Arc::new(Batching {
+                limit: limit.max(1),
+                ..Batching::default()
+            })),
+            ..self.clone()
+        }
+    }
+
+    /// The batchers of this `Db`, when batching is on.
+    pub(crate) fn batching(&self) -> Option<&Arc<Batching>> {
+        self.batching.as_ref()
     }
 
     /// Starts a session, for operations given one with `.session(&mut session)`.

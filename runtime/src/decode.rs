@@ -1,6 +1,6 @@
 //! Documents from the server into models, with errors that name the document and the field.
 
-use mongodb::bson::{self, Bson, Document, RawBsonRef, RawDocument};
+use mongodb::bson::{self, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -89,6 +89,72 @@ pub(crate) fn encode<T: Serialize>(collection: &str, value: &T) -> Result<Docume
         what: "the document".to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// Encodes a model straight to raw BSON for a write, without building a `Document` first.
+///
+/// bson's raw serializer refuses a NUL byte in a field name or a regular expression (it writes
+/// them as C strings); only then is the model encoded again as a `Document`, so that the error
+/// names the field as [`check_names`] does.
+pub(crate) fn encode_raw<T: Serialize>(
+    collection: &str,
+    what: &str,
+    value: &T,
+) -> Result<RawDocumentBuf> {
+    match bson::to_raw_document_buf(value) {
+        Ok(raw) => Ok(raw),
+        Err(raw_error) => {
+            let doc = encode(collection, value)?;
+            check_names(collection, what, &doc)?;
+            Err(Error::Encode {
+                collection: collection.to_owned(),
+                what: what.to_owned(),
+                reason: raw_error.to_string(),
+            })
+        }
+    }
+}
+
+/// `raw` with mongrove's own fields written in: each of `set` replaces the model's value of
+/// that key where it stands, or is appended; an `_id: null` (an `Option` id that serde wrote as
+/// null) is dropped, since it would be stored as a real `_id: null`. One pass over the bytes.
+pub(crate) fn with_fields(
+    collection: &str,
+    raw: &RawDocument,
+    set: &[(&str, RawBsonRef<'_>)],
+) -> Result<RawDocumentBuf> {
+    let mut out = RawDocumentBuf::new();
+    let mut written = vec![false; set.len()];
+    for element in raw {
+        let (key, value) = element.map_err(|e| Error::Encode {
+            collection: collection.to_owned(),
+            what: "the document".to_owned(),
+            reason: e.to_string(),
+        })?;
+        if key == "_id" && matches!(value, RawBsonRef::Null) {
+            continue;
+        }
+        match set.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                if written.get(i).copied() == Some(true) {
+                    continue;
+                }
+                if let Some(flag) = written.get_mut(i) {
+                    *flag = true;
+                }
+                // The keys come from a serialization that refused NUL bytes, and `set`'s from
+                // the derive's checked names, so `append_ref` cannot meet one.
+                out.append_ref(key, set[i].1);
+            }
+            None => out.append_ref(key, value),
+        }
+    }
+    for (i, (key, value)) in set.iter().enumerate() {
+        if !written.get(i).copied().unwrap_or(false) {
+            out.append_ref(*key, *value);
+        }
+    }
+    Ok(out)
 }
 
 fn depth_error(collection: &str, id: Option<Bson>, path: String) -> Error {
@@ -265,6 +331,57 @@ fn join(path: &str, key: &str) -> String {
 mod tests {
     use super::*;
     use mongodb::bson::{Regex, doc};
+
+    #[test]
+    fn raw_encoding_refuses_nul_bytes_naming_the_field() {
+        use std::collections::BTreeMap;
+        #[derive(serde::Serialize)]
+        struct M {
+            tags: BTreeMap<String, BTreeMap<String, i32>>,
+            pattern: Regex,
+        }
+        let regex = |p: &str| Regex {
+            pattern: p.into(),
+            options: String::new(),
+        };
+        let nested = BTreeMap::from([("in\0ner".to_owned(), 1)]);
+        let key = M {
+            tags: BTreeMap::from([("outer".to_owned(), nested)]),
+            pattern: regex("ok"),
+        };
+        let error = encode_raw("c", "the document", &key).unwrap_err();
+        let Error::Encode { what, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert!(what.contains("tags.outer.in\\0ner"), "{what}");
+        let bad_regex = M {
+            tags: BTreeMap::new(),
+            pattern: regex("a\0"),
+        };
+        let error = encode_raw("c", "the document", &bad_regex).unwrap_err();
+        assert!(
+            matches!(&error, Error::Encode { what, .. } if what.contains("pattern")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn mongroves_fields_are_written_in_place_and_a_null_id_dropped() {
+        let raw = mongodb::bson::rawdoc! { "_id": null, "a": 1, "version": 9_i64, "b": 2 };
+        let out = with_fields(
+            "c",
+            &raw,
+            &[
+                ("version", RawBsonRef::Int64(0)),
+                ("at", RawBsonRef::Int32(5)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            mongodb::bson::rawdoc! { "a": 1, "version": 0_i64, "b": 2, "at": 5 }
+        );
+    }
 
     #[test]
     fn nul_bytes_in_names_and_regexes_are_found_with_their_path() {

@@ -98,8 +98,8 @@ pub use repo::{
     Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
     Distinct, Exists, Find, FindForUpdate, FindOne, FindOneAndUpdate, FindOneForUpdate,
     FindOnePopulated, FindPage, FindPopulated, FindPopulatedThen, FindProjected, IndexReport,
-    Insert, InsertMany, LOCK_FIELD, Modify, Page, PageCursor, RefersTo, Replace, Repo, Save,
-    Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
+    Insert, InsertMany, LOCK_FIELD, MAX_BATCH, Modify, Page, PageCursor, RefersTo, Replace, Repo,
+    Save, Summable, SyncIndexes, UpdateMany, UpdateOne, UpdateOutcome, WriteOp,
 };
 pub use retry::{Jitter, RetryPolicy};
 pub use transaction::{

@@ -3,6 +3,7 @@
 
 mod app_testing;
 mod arrays;
+mod batching;
 mod chunks;
 mod common;
 mod consumers;

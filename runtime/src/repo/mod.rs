@@ -5,6 +5,7 @@
 //! `.session(&mut session)`; a repository handed out by a transaction scope uses its session
 //! without being told.
 
+pub(crate) mod batch;
 mod lifecycle;
 pub(crate) mod occ;
 mod op;
@@ -13,10 +14,12 @@ pub(crate) use op::trace;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use mongodb::Collection;
 use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
 
+pub use batch::MAX_BATCH;
 pub use op::{
     Acc, Aggregate, AggregateAs, Applied, ApplyIfCurrent, BulkWrite, Count, Delete, DeleteMany,
     Distinct, Exists, Find, FindForUpdate, FindOne, FindOneAndUpdate, FindOneForUpdate,
@@ -86,6 +89,8 @@ pub struct Repo<M> {
     raw: Collection<RawDocumentBuf>,
     /// The transaction the repository was taken from (`tx.repo()`), if any.
     bound: Option<Bound>,
+    /// The collection's batcher, when this repository batches `find_by_id` and `insert`.
+    batcher: Option<Arc<batch::Batcher>>,
     marker: PhantomData<fn() -> M>,
 }
 
@@ -96,6 +101,7 @@ impl<M> Clone for Repo<M> {
             docs: self.docs.clone(),
             raw: self.raw.clone(),
             bound: self.bound.clone(),
+            batcher: self.batcher.clone(),
             marker: PhantomData,
         }
     }
@@ -107,6 +113,7 @@ impl<M: Model> fmt::Debug for Repo<M> {
             .field("database", &self.db.name())
             .field("collection", &M::COLLECTION)
             .field("bound_to_transaction", &self.bound.is_some())
+            .field("batched", &self.batcher.is_some())
             .finish()
     }
 }
@@ -114,13 +121,48 @@ impl<M: Model> fmt::Debug for Repo<M> {
 impl<M: Model> Repo<M> {
     pub(crate) fn new(db: Db, bound: Option<Bound>) -> Self {
         let database = db.database();
+        let raw: Collection<RawDocumentBuf> = database.collection(M::COLLECTION);
+        // A repository bound to a transaction never batches (see `batch`).
+        let batcher = match (&bound, db.batching()) {
+            (None, Some(batching)) => {
+                let shared = batching.get_or_insert(database.name(), M::COLLECTION, || {
+                    Arc::new(batch::Batcher::new(
+                        raw.clone(),
+                        M::COLLECTION,
+                        batching.limit,
+                    ))
+                });
+                shared.downcast::<batch::Batcher>().ok()
+            }
+            _ => None,
+        };
         Repo {
             docs: database.collection(M::COLLECTION),
-            raw: database.collection(M::COLLECTION),
+            raw,
             db,
             bound,
+            batcher,
             marker: PhantomData,
         }
+    }
+
+    /// This repository with automatic batching of concurrent [`find_by_id`](Repo::find_by_id)
+    /// and [`insert`](Repo::insert) calls, as [`Db::with_batching`] describes. Keep the
+    /// returned repository and share it (its clones share one batcher): calls batch together
+    /// only through the same batcher. A repository of a `Db` with batching on already batches;
+    /// one bound to a transaction never does.
+    pub fn batched(&self) -> Repo<M> {
+        let mut repo = self.clone();
+        if repo.batcher.is_none() && repo.bound.is_none() {
+            let batcher = batch::Batcher::new(self.raw.clone(), M::COLLECTION, MAX_BATCH);
+            repo.batcher = Some(Arc::new(batcher));
+        }
+        repo
+    }
+
+    /// Whether `find_by_id` and `insert` of this repository are batched.
+    pub fn is_batched(&self) -> bool {
+        self.batcher.is_some()
     }
 
     /// The collection name.
@@ -229,8 +271,13 @@ impl<M: Model> Repo<M> {
     /// # Ok(()) }
     /// ```
     pub fn find_by_id(&self, id: impl Into<M::Id>) -> FindOne<'_, M> {
-        let filter = self.id_filter(&id.into());
-        FindOne::new(self, filter)
+        let id = id.into();
+        let filter = self.id_filter(&id);
+        let batched = match (&self.batcher, &filter) {
+            (Some(_), Ok(filter)) => filter.get("_id").cloned(),
+            _ => None,
+        };
+        FindOne::new(self, filter).by_id(batched)
     }
 
     /// The first document matching `filter`.

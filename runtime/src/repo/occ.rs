@@ -155,7 +155,11 @@ pub(crate) async fn expected_version<M: Model>(
     }
     let body = crate::decode::encode(M::COLLECTION, doc)?;
     let skip = bookkeeping_fields::<M>();
-    if still_phantom(&phantom.body, &stored, &body, &skip) {
+    // The rare phantom path: the body written by the aborted attempt is compared as a tree.
+    let Ok(written) = phantom.body.to_document() else {
+        return Ok(claimed);
+    };
+    if still_phantom(&written, &stored, &body, &skip) {
         Ok(phantom.base)
     } else {
         Ok(claimed)

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use mongodb::bson::{Bson, Document};
+use mongodb::bson::{Bson, RawDocumentBuf};
 
 /// The ledger of the process.
 pub(crate) fn ledger() -> &'static VersionLedger {
@@ -23,7 +23,7 @@ pub(crate) struct VersionWrite {
     pub(crate) id: Bson,
     pub(crate) before: i64,
     pub(crate) after: i64,
-    pub(crate) body: Document,
+    pub(crate) body: RawDocumentBuf,
 }
 
 /// A version that an in-memory model may claim although the server never kept it: the model
@@ -38,7 +38,7 @@ pub(crate) struct Phantom {
     pub(crate) base: i64,
     /// What the aborted write stored, to tell the stale model from a fresh copy that claims
     /// the same number because a later write really reached it.
-    pub(crate) body: Document,
+    pub(crate) body: RawDocumentBuf,
 }
 
 /// The phantom versions of one process, per document. See [`Phantom`]; the decision that uses

@@ -4,7 +4,7 @@ use std::future::IntoFuture;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use mongodb::bson::{Document, RawDocument, RawDocumentBuf};
+use mongodb::bson::{Bson, Document, RawDocument, RawDocumentBuf};
 use mongodb::options::FindOptions;
 use mongodb::{ClientSession, Cursor, SessionCursor};
 
@@ -24,6 +24,8 @@ pub struct FindOne<'a, M: Model> {
     pub(super) filter: Result<Document, EncodeProblem>,
     pub(super) options: FindOptions,
     pub(super) session: SessionSlot<'a>,
+    /// The id looked up, when the repository batches `find_by_id`.
+    pub(super) by_id: Option<Bson>,
 }
 
 impl<'a, M: Model> FindOne<'a, M> {
@@ -33,7 +35,44 @@ impl<'a, M: Model> FindOne<'a, M> {
             repo,
             filter,
             options: FindOptions::default(),
+            by_id: None,
         }
+    }
+
+    /// Marks the lookup as one by `_id` that may join a batch.
+    pub(crate) fn by_id(mut self, id: Option<Bson>) -> Self {
+        self.by_id = id;
+        self
+    }
+
+    /// The batched lookup, when this one can take part in a batch: a `find_by_id` of a
+    /// batching repository, without a projection, outside any session.
+    async fn batched(&mut self) -> Result<Option<Option<M>>> {
+        let (Some(batcher), Some(id)) = (&self.repo.batcher, &self.by_id) else {
+            return Ok(None);
+        };
+        if self.options.projection.is_some() || self.options.skip.is_some() {
+            return Ok(None);
+        }
+        self.session.resolve().await?;
+        if !matches!(self.session, SessionSlot::None) {
+            return Ok(None);
+        }
+        let Some(raw) = batcher.find(id.clone()).await? else {
+            return Ok(Some(None));
+        };
+        let mut doc = decode::<M>(M::COLLECTION, &raw)?;
+        if M::HAS_HOOKS {
+            crate::repo::lifecycle::hook_mut(
+                self.repo,
+                &mut SessionSlot::None,
+                &mut doc,
+                HookPoint::AfterLoad,
+                "find",
+            )
+            .await?;
+        }
+        Ok(Some(Some(doc)))
     }
 
     /// Which document comes first when several match.
@@ -54,7 +93,10 @@ impl<'a, M: Model> FindOne<'a, M> {
         self
     }
 
-    pub(super) async fn run(self) -> Result<Option<M>> {
+    pub(super) async fn run(mut self) -> Result<Option<M>> {
+        if let Some(found) = self.batched().await? {
+            return Ok(found);
+        }
         let filter = self.repo.checked_part(self.filter, "the filter")?;
         let mut options = self.options;
         options.limit = Some(-1);

@@ -5,34 +5,51 @@ use std::future::IntoFuture;
 use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf};
+use mongodb::bson::{self, Bson, DateTime, RawBsonRef, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 use mongodb::options::InsertManyOptions;
 
 use super::{awaitable, session_setter};
 use crate::db::ServerLimits;
-use crate::decode::{check_names, encode};
+use crate::decode::{encode_raw, with_fields};
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
+use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
 
-/// Prepares a model for insertion: encoded, `_id: null` dropped, version 0, both timestamps.
-pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<Document> {
-    let mut body = encode(M::COLLECTION, doc)?;
-    // An `Option` id that serde wrote as null would be stored as a real `_id: null`.
-    if matches!(body.get("_id"), Some(Bson::Null)) {
-        body.remove("_id");
-    }
+/// Prepares a model for insertion, straight to raw BSON: `_id: null` dropped, version 0, both
+/// timestamps.
+pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<RawDocumentBuf> {
+    let raw = encode_raw(M::COLLECTION, "the document", doc)?;
+    let mut set: Vec<(&str, RawBsonRef<'_>)> = Vec::with_capacity(3);
     if let Some(version) = M::VERSION_FIELD {
-        body.insert(version, 0_i64);
+        set.push((version, RawBsonRef::Int64(0)));
     }
     if let Some(ts) = M::TIMESTAMPS {
-        body.insert(ts.created, now);
-        body.insert(ts.updated, now);
+        set.push((ts.created, RawBsonRef::DateTime(now)));
+        set.push((ts.updated, RawBsonRef::DateTime(now)));
     }
-    Ok(body)
+    with_fields(M::COLLECTION, &raw, &set)
+}
+
+/// The `_id` of a prepared document, made here (and written into it) when the model has none,
+/// so that the caller knows it whatever the server does.
+pub(crate) fn ensure_id(body: &mut RawDocumentBuf) -> Bson {
+    let found = body
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+    match found {
+        Some(id) => id,
+        None => {
+            let id = ObjectId::new();
+            body.append("_id", id);
+            Bson::ObjectId(id)
+        }
+    }
 }
 
 /// Applies a successful insert (or an upsert that inserted) to the in-memory model.
@@ -83,10 +100,21 @@ impl<'a, M: Model> Insert<'a, M> {
         lifecycle::validate(repo, &mut self.session, self.doc, "insert").await?;
         let now = DateTime::now();
         let body = insertable(self.doc, now)?;
-        check_names(M::COLLECTION, "the document", &body)?;
+        if let Some(id) = self.batched(&body).await? {
+            let id = inserted(self.doc, id, now)?;
+            lifecycle::hook_ref(
+                repo,
+                &mut self.session,
+                self.doc,
+                HookPoint::AfterInsert,
+                "insert",
+            )
+            .await?;
+            return Ok(id);
+        }
         let result = {
             let mut guard = self.session.lock().await?;
-            run_in!(guard, repo.docs.insert_one(body))
+            run_in!(guard, repo.raw.insert_one(body))
         };
         let result = result.map_err(|e| repo.driver_error(e))?;
         let id = inserted(self.doc, result.inserted_id, now)?;
@@ -99,6 +127,36 @@ impl<'a, M: Model> Insert<'a, M> {
         )
         .await?;
         Ok(id)
+    }
+}
+
+impl<M: Model> Insert<'_, M> {
+    /// Sends the document through the repository's batcher when it has one and the insert
+    /// runs outside any session; returns the stored `_id`, or `None` when the insert is not
+    /// batched.
+    async fn batched(&mut self, body: &RawDocumentBuf) -> Result<Option<Bson>> {
+        let Some(batcher) = &self.repo.batcher else {
+            return Ok(None);
+        };
+        self.session.resolve().await?;
+        if !matches!(self.session, SessionSlot::None) {
+            return Ok(None);
+        }
+        let mut raw = body.clone();
+        let id = ensure_id(&mut raw);
+        // A document over the size limit would fail its whole batch: it goes alone, and the
+        // server's refusal is its own.
+        let limits = self.repo.db.server_limits().await?;
+        if raw.as_bytes().len() > limits.max_bson_object_size {
+            return Ok(None);
+        }
+        match batcher.insert(raw).await? {
+            InsertOutcome::Written => Ok(Some(id)),
+            InsertOutcome::Refused { code, message } => {
+                Err(crate::error::write_error(M::COLLECTION, 0, code, &message))
+            }
+            InsertOutcome::Failed(error) => Err(self.repo.driver_error(error)),
+        }
     }
 }
 
@@ -158,21 +216,8 @@ impl<'a, M: Model> InsertMany<'a, M> {
         let mut bodies = Vec::with_capacity(self.docs.len());
         let mut oversized = Vec::new();
         for (index, doc) in self.docs.iter().enumerate() {
-            let mut body = insertable(doc, now)?;
-            check_names(M::COLLECTION, "the document", &body)?;
-            let id = match body.get("_id") {
-                Some(id) => id.clone(),
-                None => {
-                    let id = Bson::ObjectId(ObjectId::new());
-                    body.insert("_id", id.clone());
-                    id
-                }
-            };
-            let raw = RawDocumentBuf::from_document(&body).map_err(|e| Error::Encode {
-                collection: M::COLLECTION.to_owned(),
-                what: format!("the document at position {index}"),
-                reason: e.to_string(),
-            })?;
+            let mut raw = insertable(doc, now)?;
+            let id = ensure_id(&mut raw);
             if raw.as_bytes().len() > limits.max_bson_object_size {
                 oversized.push(FailedWrite {
                     index,

@@ -118,6 +118,7 @@ impl<'a, M: Model, T: Model> FindOnePopulated<'a, M, T> {
             filter,
             options,
             session,
+            by_id,
         } = self.find;
         let mut slot = session;
         let doc = FindOne {
@@ -125,6 +126,7 @@ impl<'a, M: Model, T: Model> FindOnePopulated<'a, M, T> {
             filter,
             options,
             session: slot.reborrow(),
+            by_id,
         }
         .run()
         .await?;

@@ -3,14 +3,14 @@
 
 use std::future::IntoFuture;
 
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, RawBsonRef, doc};
 use mongodb::options::ReplaceOptions;
 
 use super::bookkeeping::insert_only;
 use super::insert::{insertable, inserted};
 use super::update::UpdateOutcome;
 use super::{awaitable, session_setter};
-use crate::decode::{check_names, encode};
+use crate::decode::{encode_raw, with_fields};
 use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
@@ -41,28 +41,33 @@ async fn replace_checked<M: Model>(
     in_transaction: bool,
 ) -> Result<Replaced> {
     let now = DateTime::now();
-    let mut body = encode(M::COLLECTION, &*doc)?;
-    if matches!(body.get("_id"), Some(Bson::Null)) {
-        body.remove("_id");
-    }
-    check_names(M::COLLECTION, "the document", &body)?;
-    let id = body.get("_id").cloned();
+    // One serialization to raw bytes; the version and timestamp are written into a copy of the
+    // bytes once the expected version is known.
+    let encoded = encode_raw(M::COLLECTION, "the document", &*doc)?;
+    let id = encoded
+        .get("_id")
+        .ok()
+        .flatten()
+        .filter(|id| !matches!(id, RawBsonRef::Null))
+        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+    let mut set: Vec<(&str, RawBsonRef<'_>)> = Vec::with_capacity(2);
     let (filter, expected) = match (M::VERSION_FIELD, doc.version()) {
         (Some(field), Some(claimed)) => {
             let expected = match &id {
                 Some(id) => occ::expected_version(repo, guard, id, claimed, doc).await?,
                 None => claimed,
             };
-            body.insert(field, expected + 1);
+            set.push((field, RawBsonRef::Int64(expected + 1)));
             (occ::with_version(filter, field, expected), Some(expected))
         }
         _ => (filter, None),
     };
     if let Some(ts) = M::TIMESTAMPS {
-        body.insert(ts.updated, now);
+        set.push((ts.updated, RawBsonRef::DateTime(now)));
     }
+    let body = with_fields(M::COLLECTION, &encoded, &set)?;
     let recorded = in_transaction.then(|| body.clone());
-    let result = run_in!(guard, repo.docs.replace_one(filter, body));
+    let result = run_in!(guard, repo.raw.replace_one(filter, body));
     let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
     let mut write = None;
     if outcome.matched > 0 {
@@ -183,7 +188,7 @@ impl<'a, M: Model> Replace<'a, M> {
             let mut guard = self.session.lock().await?;
             run_in!(
                 guard,
-                repo.docs
+                repo.raw
                     .replace_one(insert_only(filter), body)
                     .with_options(options)
             )

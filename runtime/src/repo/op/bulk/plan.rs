@@ -1,17 +1,16 @@
 //! Encoding a batch before anything is sent: which writes go grouped, which alone (checked
 //! writes and versioned upserts), and which are refused (over the server's size limit).
 
-use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, DateTime, Document, RawDocumentBuf, doc};
+use mongodb::bson::{Bson, DateTime, Document, RawBsonRef, RawDocumentBuf, doc};
 
 use super::{BulkWrite, WriteOp};
 use crate::db::ServerLimits;
-use crate::decode::{check_names, encode};
+use crate::decode::{encode_raw, with_fields};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::Filter;
 use crate::repo::op::bookkeeping::{bookkept, for_insert};
-use crate::repo::op::insert::{insertable, too_large};
+use crate::repo::op::insert::{ensure_id, insertable, too_large};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Kind {
@@ -96,14 +95,14 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 reason: e.to_string(),
             })
         };
-        let sized = |kind, item: Document, id| -> Result<Planned<M>> {
-            let item = raw(&item)?;
+        let sized_raw = |kind, item: RawDocumentBuf, id| -> Result<Planned<M>> {
             let size = item.as_bytes().len();
             if size > limits.max_bson_object_size {
                 return Ok(Planned::Refused(too_large::<M>(index, size, limits)));
             }
             Ok(Planned::Grouped { kind, item, id })
         };
+        let sized = |kind, item: Document, id| sized_raw(kind, raw(&item)?, id);
         let versioned = M::VERSION_FIELD.is_some();
         Ok(match op {
             WriteOp::Insert(doc) => {
@@ -111,14 +110,9 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                     return Err(not_checkable::<M>(index, "an insert"));
                 }
                 let mut body = insertable(&doc, now)?;
-                check_names(M::COLLECTION, "a document", &body)?;
                 // The ids of the batch are reported, so they are made here, not by the server.
-                let id = body
-                    .get("_id")
-                    .cloned()
-                    .unwrap_or_else(|| Bson::ObjectId(ObjectId::new()));
-                body.insert("_id", id.clone());
-                sized(Kind::Insert, body, Some(id))?
+                let id = ensure_id(&mut body);
+                sized_raw(Kind::Insert, body, Some(id))?
             }
             WriteOp::UpdateOne {
                 filter,
@@ -159,10 +153,9 @@ impl<'a, M: Model> BulkWrite<'a, M> {
             } => {
                 let filter = filter_of(filter)?;
                 if versioned {
-                    let mut body = encode(M::COLLECTION, &doc)?;
-                    check_names(M::COLLECTION, "a document", &body)?;
-                    body.remove("_id");
-                    let size = raw(&body)?.as_bytes().len();
+                    let size = encode_raw(M::COLLECTION, "a document", &doc)?
+                        .as_bytes()
+                        .len();
                     if size > limits.max_bson_object_size {
                         return Ok(Planned::Refused(too_large::<M>(index, size, limits)));
                     }
@@ -173,16 +166,18 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                         upsert,
                     })
                 } else {
-                    let mut body = encode(M::COLLECTION, &doc)?;
-                    check_names(M::COLLECTION, "a document", &body)?;
-                    if matches!(body.get("_id"), Some(Bson::Null)) {
-                        body.remove("_id");
-                    }
-                    if let Some(ts) = M::TIMESTAMPS {
-                        body.insert(ts.updated, now);
-                    }
-                    let item = doc! { "q": filter, "u": body, "upsert": upsert, "multi": false };
-                    sized(Kind::Update, item, None)?
+                    let encoded = encode_raw(M::COLLECTION, "a document", &doc)?;
+                    let set: Vec<(&str, RawBsonRef<'_>)> = M::TIMESTAMPS
+                        .map(|ts| (ts.updated, RawBsonRef::DateTime(now)))
+                        .into_iter()
+                        .collect();
+                    let body = with_fields(M::COLLECTION, &encoded, &set)?;
+                    let mut item = RawDocumentBuf::new();
+                    item.append("q", raw(&filter)?);
+                    item.append("u", body);
+                    item.append("upsert", upsert);
+                    item.append("multi", false);
+                    sized_raw(Kind::Update, item, None)?
                 }
             }
             WriteOp::DeleteOne(filter) => {

@@ -1,13 +1,13 @@
 //! Sending a planned batch: groups in as few commands as the server's limits allow, single
 //! writes one by one, and what each reply says about each position.
 
-use mongodb::bson::{Bson, DateTime, Document, RawArrayBuf, rawdoc};
+use mongodb::bson::{Bson, DateTime, Document, RawArrayBuf, RawBsonRef, rawdoc};
 use mongodb::options::{ReplaceOptions, UpdateOptions};
 
 use super::BulkWrite;
 use super::plan::{Kind, Single};
 use crate::db::ServerLimits;
-use crate::decode::encode;
+use crate::decode::{encode_raw, with_fields};
 use crate::error::{BulkOutcome, Error, FailedWrite, Result};
 use crate::model::Model;
 use crate::repo::occ::{self, Miss};
@@ -197,11 +197,14 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 expected,
                 upsert,
             } => {
-                let mut body = encode(M::COLLECTION, &*doc)?;
-                if matches!(body.get("_id"), Some(Bson::Null)) {
-                    body.remove("_id");
-                }
-                let expected = match (expected, doc.version(), body.get("_id").cloned()) {
+                let encoded = encode_raw(M::COLLECTION, "a document", &*doc)?;
+                let id = encoded
+                    .get("_id")
+                    .ok()
+                    .flatten()
+                    .filter(|id| !matches!(id, RawBsonRef::Null))
+                    .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+                let expected = match (expected, doc.version(), id) {
                     (Some(expected), _, _) => expected,
                     (None, Some(claimed), Some(id)) => {
                         occ::expected_version(repo, guard, &id, claimed, &doc).await?
@@ -210,13 +213,13 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                     (None, None, Some(_)) => 0,
                 };
                 let field = M::VERSION_FIELD.unwrap_or("version");
-                body.insert(field, expected + 1);
+                let mut set = vec![(field, RawBsonRef::Int64(expected + 1))];
                 if let Some(ts) = M::TIMESTAMPS {
-                    body.insert(ts.updated, now);
+                    set.push((ts.updated, RawBsonRef::DateTime(now)));
                 }
+                let body = with_fields(M::COLLECTION, &encoded, &set)?;
                 let checked = occ::with_version(filter.clone(), field, expected);
-                let result =
-                    run_in!(guard, repo.docs.replace_one(checked, body)).map_err(failed)?;
+                let result = run_in!(guard, repo.raw.replace_one(checked, body)).map_err(failed)?;
                 if result.matched_count > 0 {
                     outcome.matched += result.matched_count;
                     outcome.modified += result.modified_count;
@@ -233,7 +236,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                     let body = insertable(&*doc, now)?;
                     let result = run_in!(
                         guard,
-                        repo.docs
+                        repo.raw
                             .replace_one(insert_only(filter), body)
                             .with_options(options)
                     )

@@ -1,0 +1,780 @@
+//! mongrove, the raw driver and Mongoose 9, side by side against one server in one run.
+//!
+//! Every workload runs once per side per round, the sides alternating within a round (driver,
+//! mongrove, mongrove with batching where it applies, then one Mongoose process for the round),
+//! so that a noisy neighbour slows all sides alike. For each workload and side: throughput,
+//! client CPU time per operation (utime + stime of the client process from `/proc/self/stat`
+//! during the timed part; Node: `process.cpuUsage()`), and peak memory (`VmHWM`, reset before
+//! each timed part through `/proc/self/clear_refs`; Node: the largest `rss` seen). The report
+//! gives medians and per-round ratios with their spread (min–max over the rounds).
+//!
+//! Run it with `scripts/bench.sh` (it installs Mongoose into `benches/mongoose/` first);
+//! `scripts/bench.sh --smoke` is a run of seconds; `--write book/src/performance` regenerates
+//! the guide's table and chart.
+
+use std::collections::BTreeMap;
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use mongrove::bson::{doc, oid::ObjectId};
+use mongrove::mongodb::Collection;
+use mongrove::{Db, Filter, Jitter, Model, RetryPolicy};
+use serde::{Deserialize, Serialize};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+// ANCHOR: model
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[serde(rename_all = "camelCase")]
+#[model(collection = "orders", version = "version")]
+struct Order {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    id: Option<ObjectId>,
+    customer: String,
+    total_cents: i64,
+    items: Vec<Item>,
+    status: String,
+    version: i64,
+}
+// ANCHOR_END: model
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    sku: String,
+    qty: i32,
+    price_cents: i64,
+}
+
+fn order(n: usize) -> Order {
+    Order {
+        id: None,
+        customer: format!("customer-{}", n % 97),
+        total_cents: (n as i64) * 10,
+        items: (0..4)
+            .map(|i| Item {
+                sku: format!("sku-{i}"),
+                qty: i + 1,
+                price_cents: 250,
+            })
+            .collect(),
+        status: "open".into(),
+        version: 0,
+    }
+}
+
+/// How many operations each workload runs per side and round.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Sizes {
+    /// insert one at a time, find by id, save, `$inc`: this many documents.
+    singles: usize,
+    transactions: usize,
+    insert_many: usize,
+    find_all: usize,
+    /// Rounds of 32 concurrent lookups.
+    concurrent: usize,
+    /// Each of the 16 tasks modifies the contended document this many times.
+    modify_each: usize,
+    events: usize,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Sizes {
+            singles: 1_000,
+            transactions: 200,
+            insert_many: 10_000,
+            find_all: 20_000,
+            concurrent: 200,
+            modify_each: 100,
+            events: 200,
+        }
+    }
+
+    fn smoke() -> Self {
+        Sizes {
+            singles: 100,
+            transactions: 20,
+            insert_many: 1_000,
+            find_all: 2_000,
+            concurrent: 20,
+            modify_each: 10,
+            events: 20,
+        }
+    }
+}
+
+const WORKLOADS: [&str; 10] = [
+    "insert one at a time",
+    "find by id",
+    "version-checked save",
+    "$inc by id",
+    "2-write transaction",
+    "insert_many",
+    "find + decode all",
+    "32 concurrent find_by_id",
+    "16 tasks x contended modify",
+    "change-stream delivery",
+];
+
+const DRIVER: &str = "driver";
+const MONGROVE: &str = "mongrove";
+const BATCHED: &str = "mongrove batched";
+const MONGOOSE: &str = "mongoose";
+
+/// One timed part.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct Sample {
+    ops: u64,
+    secs: f64,
+    /// Client CPU seconds (user + system) during the timed part.
+    cpu: f64,
+    /// Peak resident memory, in MiB.
+    peak_mib: f64,
+    /// Change-stream delivery latencies, in milliseconds.
+    #[serde(default)]
+    latencies_ms: Vec<f64>,
+}
+
+/// The timer of one timed part: wall clock, process CPU, peak memory reset at the start.
+struct Timer {
+    started: Instant,
+    cpu: f64,
+}
+
+impl Timer {
+    fn start() -> Self {
+        // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux ≥ 4.0).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        Timer {
+            cpu: cpu_seconds(),
+            started: Instant::now(),
+        }
+    }
+
+    fn stop(self, ops: usize) -> Sample {
+        let secs = self.started.elapsed().as_secs_f64();
+        Sample {
+            ops: ops as u64,
+            secs,
+            cpu: cpu_seconds() - self.cpu,
+            peak_mib: peak_mib(),
+            latencies_ms: Vec::new(),
+        }
+    }
+}
+
+/// utime + stime of this process, from `/proc/self/stat`, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its `)` are counted from
+    // `state` (field 3): utime is field 14, stime field 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / clock_ticks()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on every common Linux).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Ctx {
+    db: Db,
+    batched_db: Db,
+    raw: Collection<Order>,
+    sizes: Sizes,
+}
+
+impl Ctx {
+    /// A fresh collection holding `n` orders, and their ids (not timed).
+    async fn seeded(&self, n: usize) -> Res<Vec<ObjectId>> {
+        self.raw.drop().await?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
+        let docs: Vec<Order> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| Order {
+                id: Some(*id),
+                ..order(n)
+            })
+            .collect();
+        self.raw.insert_many(docs).await?;
+        Ok(ids)
+    }
+}
+
+fn no_backoff() -> RetryPolicy {
+    // Every side retries a lost race at once, so the workload measures the clients.
+    RetryPolicy::new()
+        .unlimited_attempts()
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .jitter(Jitter::None)
+}
+
+async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
+    let sizes = ctx.sizes;
+    let raw = &ctx.raw;
+    let orders = if side == BATCHED {
+        ctx.batched_db.repo::<Order>()
+    } else {
+        ctx.db.repo::<Order>()
+    };
+    let driver = side == DRIVER;
+    Ok(match workload {
+        "insert one at a time" => {
+            ctx.seeded(0).await?;
+            let n = sizes.singles;
+            let t = Timer::start();
+            for i in 0..n {
+                if driver {
+                    raw.insert_one(order(i)).await?;
+                } else {
+                    orders.insert(&mut order(i)).await?;
+                }
+            }
+            t.stop(n)
+        }
+        "find by id" => {
+            let ids = ctx.seeded(sizes.singles).await?;
+            let t = Timer::start();
+            for id in &ids {
+                let found = if driver {
+                    raw.find_one(doc! { "_id": id }).await?
+                } else {
+                    orders.find_by_id(*id).await?
+                };
+                assert!(found.is_some());
+            }
+            t.stop(ids.len())
+        }
+        "version-checked save" => {
+            ctx.seeded(sizes.singles).await?;
+            let mut docs: Vec<Order> = orders.find(Filter::all()).await?;
+            let t = Timer::start();
+            for doc in &mut docs {
+                doc.total_cents += 1;
+                if driver {
+                    // ANCHOR: driver_save
+                    let expected = doc.version;
+                    doc.version += 1;
+                    let result = raw
+                        .replace_one(doc! { "_id": doc.id, "version": expected }, &*doc)
+                        .await?;
+                    assert_eq!(result.matched_count, 1, "a version conflict");
+                    // ANCHOR_END: driver_save
+                } else {
+                    // ANCHOR: mongrove_save
+                    orders.save(doc).await?;
+                    // ANCHOR_END: mongrove_save
+                }
+            }
+            t.stop(docs.len())
+        }
+        "$inc by id" => {
+            let ids = ctx.seeded(sizes.singles).await?;
+            let f = Order::fields();
+            let t = Timer::start();
+            for id in &ids {
+                if driver {
+                    raw.update_one(
+                        doc! { "_id": id },
+                        doc! { "$inc": { "totalCents": 1, "version": 1 } },
+                    )
+                    .await?;
+                } else {
+                    orders
+                        .update_one(f.id.eq(*id), f.total_cents.inc(1))
+                        .await?;
+                }
+            }
+            t.stop(ids.len())
+        }
+        "2-write transaction" => {
+            ctx.seeded(1).await?;
+            let n = sizes.transactions;
+            let t = Timer::start();
+            for i in 0..n {
+                if driver {
+                    let mut session = ctx.db.client().start_session().await?;
+                    session.start_transaction().await?;
+                    raw.insert_one(order(2 * i)).session(&mut session).await?;
+                    raw.insert_one(order(2 * i + 1))
+                        .session(&mut session)
+                        .await?;
+                    session.commit_transaction().await?;
+                } else {
+                    ctx.db
+                        .transaction(async |tx| {
+                            let orders = tx.repo::<Order>();
+                            orders.insert(&mut order(2 * i)).await?;
+                            orders.insert(&mut order(2 * i + 1)).await?;
+                            Ok(())
+                        })
+                        .await?;
+                }
+            }
+            t.stop(n)
+        }
+        "insert_many" => {
+            ctx.seeded(0).await?;
+            let mut docs: Vec<Order> = (0..sizes.insert_many).map(order).collect();
+            let t = Timer::start();
+            if driver {
+                raw.insert_many(&docs).await?;
+            } else {
+                orders.insert_many(&mut docs).await?;
+            }
+            t.stop(docs.len())
+        }
+        "find + decode all" => {
+            ctx.seeded(sizes.find_all).await?;
+            let t = Timer::start();
+            let all: Vec<Order> = if driver {
+                let cursor = raw.find(doc! {}).await?;
+                futures_util::TryStreamExt::try_collect(cursor).await?
+            } else {
+                orders.find(Filter::all()).await?
+            };
+            assert_eq!(all.len(), sizes.find_all);
+            t.stop(all.len())
+        }
+        "32 concurrent find_by_id" => {
+            let ids = ctx.seeded(1_000).await?;
+            let t = Timer::start();
+            for round in 0..sizes.concurrent {
+                let pick = |k: usize| ids[(round * 32 + k * 31) % ids.len()];
+                // ANCHOR: concurrent
+                let found = if driver {
+                    let lookups =
+                        (0..32).map(|k| raw.find_one(doc! { "_id": pick(k) }).into_future());
+                    join_all(lookups)
+                        .await
+                        .into_iter()
+                        .filter(|r| matches!(r, Ok(Some(_))))
+                        .count()
+                } else {
+                    let lookups = (0..32).map(|k| orders.find_by_id(pick(k)).into_future());
+                    join_all(lookups)
+                        .await
+                        .into_iter()
+                        .filter(|r| matches!(r, Ok(Some(_))))
+                        .count()
+                };
+                // ANCHOR_END: concurrent
+                assert_eq!(found, 32);
+            }
+            t.stop(sizes.concurrent * 32)
+        }
+        "16 tasks x contended modify" => {
+            let ids = ctx.seeded(1).await?;
+            let id = ids[0];
+            let each = sizes.modify_each;
+            let t = Timer::start();
+            let tasks = (0..16).map(|_| {
+                let raw = raw.clone();
+                let orders = orders.clone();
+                tokio::spawn(async move {
+                    for _ in 0..each {
+                        if driver {
+                            loop {
+                                let Some(mut doc) = raw.find_one(doc! { "_id": id }).await? else {
+                                    return Err("the document is gone".into());
+                                };
+                                let expected = doc.version;
+                                doc.version += 1;
+                                doc.total_cents += 1;
+                                let filter = doc! { "_id": id, "version": expected };
+                                if raw.replace_one(filter, &doc).await?.matched_count == 1 {
+                                    break;
+                                }
+                            }
+                        } else {
+                            orders
+                                .modify(id, |o: &mut Order| o.total_cents += 1)
+                                .retry(no_backoff())
+                                .await?;
+                        }
+                    }
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                })
+            });
+            for task in join_all(tasks).await {
+                task??;
+            }
+            let sample = t.stop(16 * each);
+            let last = raw.find_one(doc! { "_id": id }).await?.ok_or("gone")?;
+            assert_eq!(
+                last.total_cents,
+                (16 * each) as i64,
+                "every modification counted"
+            );
+            sample
+        }
+        "change-stream delivery" => {
+            ctx.seeded(1).await?;
+            let n = sizes.events;
+            let mut latencies = Vec::with_capacity(n);
+            let t = Timer::start();
+            if driver {
+                let mut stream = raw.watch().await?;
+                for i in 0..n {
+                    let sent = Instant::now();
+                    raw.insert_one(order(i)).await?;
+                    stream.next().await.ok_or("the stream ended")??;
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                }
+            } else {
+                let mut stream = orders.watch().await?;
+                for i in 0..n {
+                    let sent = Instant::now();
+                    orders.insert(&mut order(i)).await?;
+                    stream.next().await.ok_or("the stream ended")??;
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let mut sample = t.stop(n);
+            sample.latencies_ms = latencies;
+            sample
+        }
+        other => return Err(format!("no workload {other}").into()),
+    })
+}
+
+/// The sides that run a workload in Rust.
+fn sides(workload: &str) -> &'static [&'static str] {
+    match workload {
+        "find by id" | "32 concurrent find_by_id" => &[DRIVER, MONGROVE, BATCHED],
+        _ => &[DRIVER, MONGROVE],
+    }
+}
+
+/// One round of the Mongoose side, in a Node process of its own.
+fn mongoose_round(uri: &str, db: &str, sizes: &Sizes) -> Res<BTreeMap<String, Sample>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/mongoose/bench.js");
+    let output = std::process::Command::new("node")
+        .arg(script)
+        .arg(uri)
+        .arg(db)
+        .arg(serde_json::to_string(sizes)?)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "the Mongoose bench failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[rank.min(values.len() - 1)]
+}
+
+/// A ratio's median and spread over the rounds.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut values: Vec<f64>) -> Option<Spread> {
+        values.retain(|v| v.is_finite());
+        if values.is_empty() {
+            return None;
+        }
+        let median = median(&mut values);
+        Some(Spread {
+            median,
+            min: values[0],
+            max: values[values.len() - 1],
+        })
+    }
+
+    fn text(spread: Option<Spread>) -> String {
+        match spread {
+            Some(s) => format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max),
+            None => "n/a".to_owned(),
+        }
+    }
+}
+
+type Results = BTreeMap<(String, String), Vec<Sample>>;
+
+/// Per round: `a`'s throughput over `b`'s, and `a`'s CPU per op over `b`'s.
+fn ratios(results: &Results, workload: &str, a: &str, b: &str) -> (Option<Spread>, Option<Spread>) {
+    let get = |side: &str| results.get(&(workload.to_owned(), side.to_owned()));
+    let (Some(xs), Some(ys)) = (get(a), get(b)) else {
+        return (None, None);
+    };
+    let throughput = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| (x.ops as f64 / x.secs) / (y.ops as f64 / y.secs))
+        .collect();
+    let cpu = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| (x.cpu / x.ops as f64) / (y.cpu / y.ops as f64))
+        .collect();
+    (Spread::of(throughput), Spread::of(cpu))
+}
+
+struct Args {
+    sizes: Sizes,
+    rounds: usize,
+    write: Option<String>,
+    mongoose: bool,
+    label: String,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let smoke = argv.iter().any(|a| a == "--smoke");
+    let value = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1).cloned())
+    };
+    Args {
+        sizes: if smoke { Sizes::smoke() } else { Sizes::full() },
+        rounds: value("--rounds")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(if smoke { 3 } else { 7 }),
+        write: value("--write"),
+        mongoose: !argv.iter().any(|a| a == "--no-mongoose"),
+        label: if smoke { "smoke sizes" } else { "full sizes" }.to_owned(),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Res<()> {
+    let args = args();
+    let server = mongrove::testkit::server().await?;
+    let name = "bench_compare";
+    let db = Db::connect(server.uri(), name).await?;
+    db.database().drop().await?;
+    let ctx = Ctx {
+        raw: db.database().collection::<Order>("orders"),
+        batched_db: db.with_batching(),
+        db,
+        sizes: args.sizes,
+    };
+    let mut results: Results = BTreeMap::new();
+    for round in 0..args.rounds {
+        eprintln!("round {}/{}", round + 1, args.rounds);
+        for workload in WORKLOADS {
+            for side in sides(workload) {
+                eprint!("  {workload} / {side} ...");
+                let sample = run(&ctx, workload, side).await?;
+                eprintln!(" {:.3} s", sample.secs);
+                results
+                    .entry((workload.to_owned(), (*side).to_owned()))
+                    .or_default()
+                    .push(sample);
+            }
+        }
+        if args.mongoose {
+            ctx.raw.drop().await?;
+            for (workload, sample) in mongoose_round(server.uri(), name, &args.sizes)? {
+                results
+                    .entry((workload, MONGOOSE.to_owned()))
+                    .or_default()
+                    .push(sample);
+            }
+        }
+    }
+    ctx.db.database().drop().await?;
+    let report = report(&results, &args);
+    println!("{report}");
+    if let Some(dir) = &args.write {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(format!("{dir}/results.md"), &report)?;
+        std::fs::write(format!("{dir}/ratios.svg"), chart(&results))?;
+        eprintln!("wrote {dir}/results.md and {dir}/ratios.svg");
+    }
+    Ok(())
+}
+
+fn report(results: &Results, args: &Args) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} rounds, {}, one server ({} client CPU ticks per second). Throughput in operations per \
+         second and client CPU in µs per operation are medians over the rounds; ratios are per \
+         round, median (min–max).\n\n",
+        args.rounds,
+        args.label,
+        clock_ticks()
+    ));
+    out.push_str("| workload | side | ops/s | CPU µs/op | peak MiB | throughput ÷ driver | CPU ÷ driver | throughput ÷ Mongoose | CPU ÷ Mongoose |\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    for workload in WORKLOADS {
+        for side in [DRIVER, MONGROVE, BATCHED, MONGOOSE] {
+            let Some(samples) = results.get(&(workload.to_owned(), side.to_owned())) else {
+                continue;
+            };
+            let mut tput: Vec<f64> = samples.iter().map(|s| s.ops as f64 / s.secs).collect();
+            let mut cpu: Vec<f64> = samples.iter().map(|s| s.cpu / s.ops as f64 * 1e6).collect();
+            let mut peak: Vec<f64> = samples.iter().map(|s| s.peak_mib).collect();
+            let (vs_driver, cpu_driver) = if side == DRIVER {
+                (None, None)
+            } else {
+                ratios(results, workload, side, DRIVER)
+            };
+            let (vs_mongoose, cpu_mongoose) = if side == MONGROVE || side == BATCHED {
+                ratios(results, workload, side, MONGOOSE)
+            } else {
+                (None, None)
+            };
+            let dash = |s: Option<Spread>, applies: bool| {
+                if applies {
+                    Spread::text(s)
+                } else {
+                    "".to_owned()
+                }
+            };
+            out.push_str(&format!(
+                "| {workload} | {side} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
+                median(&mut tput),
+                median(&mut cpu),
+                median(&mut peak),
+                dash(vs_driver, side != DRIVER),
+                dash(cpu_driver, side != DRIVER),
+                dash(vs_mongoose, side == MONGROVE || side == BATCHED),
+                dash(cpu_mongoose, side == MONGROVE || side == BATCHED),
+            ));
+        }
+    }
+    out.push_str("\nChange-stream delivery latency, insert to event, all rounds:\n\n");
+    out.push_str("| side | p50 ms | p99 ms |\n|---|--:|--:|\n");
+    for side in [DRIVER, MONGROVE, MONGOOSE] {
+        if let Some(samples) = results.get(&("change-stream delivery".to_owned(), side.to_owned()))
+        {
+            let mut all: Vec<f64> = samples
+                .iter()
+                .flat_map(|s| s.latencies_ms.clone())
+                .collect();
+            out.push_str(&format!(
+                "| {side} | {:.2} | {:.2} |\n",
+                percentile(&mut all, 0.5),
+                percentile(&mut all, 0.99)
+            ));
+        }
+    }
+    out
+}
+
+/// The throughput ratios as a hand-written SVG bar chart: per workload, mongrove ÷ driver (and
+/// batched ÷ driver, mongrove ÷ Mongoose), median bar with a min–max whisker, log scale.
+fn chart(results: &Results) -> String {
+    let series: [(&str, &str, &str, &str); 3] = [
+        (MONGROVE, DRIVER, "#2b6cb0", "mongrove ÷ driver"),
+        (BATCHED, DRIVER, "#38a169", "mongrove batched ÷ driver"),
+        (MONGROVE, MONGOOSE, "#dd6b20", "mongrove ÷ Mongoose"),
+    ];
+    let (left, width, row, bar) = (230.0, 420.0, 46.0, 11.0);
+    let (lo, hi): (f64, f64) = (0.25, 16.0);
+    let x = |v: f64| left + width * ((v.clamp(lo, hi) / lo).ln() / (hi / lo).ln());
+    let height = 60.0 + row * WORKLOADS.len() as f64 + 40.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"700\" height=\"{height}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">Throughput ratios per round (median bar, min–max whisker; log scale; 1 = parity)</text>\n"
+    );
+    for tick in [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0] {
+        let tx = x(tick);
+        let stroke = if tick == 1.0 { "#000" } else { "#ddd" };
+        svg.push_str(&format!(
+            "<line x1=\"{tx:.1}\" y1=\"40\" x2=\"{tx:.1}\" y2=\"{:.1}\" stroke=\"{stroke}\"/>\
+             <text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{tick}×</text>\n",
+            height - 45.0,
+            height - 30.0
+        ));
+    }
+    for (i, workload) in WORKLOADS.iter().enumerate() {
+        let top = 45.0 + row * i as f64;
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+            left - 8.0,
+            top + row / 2.0,
+            workload.replace('&', "&amp;")
+        ));
+        for (j, (a, b, color, _)) in series.iter().enumerate() {
+            let Some(s) = ratios(results, workload, a, b).0 else {
+                continue;
+            };
+            let y = top + 4.0 + j as f64 * (bar + 2.0);
+            let (x0, x1) = (x(1.0_f64.min(s.median)), x(1.0_f64.max(s.median)));
+            svg.push_str(&format!(
+                "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bar}\" fill=\"{color}\"/>\
+                 <line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{:.2}</text>\n",
+                (x1 - x0).max(1.0),
+                x(s.min),
+                y + bar / 2.0,
+                x(s.max),
+                y + bar / 2.0,
+                x(s.max.max(s.median)) + 4.0,
+                y + bar - 1.0,
+                s.median
+            ));
+        }
+    }
+    for (j, (_, _, color, label)) in series.iter().enumerate() {
+        let lx = 10.0 + 230.0 * j as f64;
+        svg.push_str(&format!(
+            "<rect x=\"{lx}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{label}</text>\n",
+            height - 18.0,
+            lx + 16.0,
+            height - 8.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}

@@ -1,0 +1,398 @@
+//! Automatic batching of concurrent `find_by_id` and `insert` calls (opt-in: [`Db::with_batching`]
+//! and [`Repo::batched`]).
+//!
+//! The scheduling is DataLoader's, without a timer: a call that finds nothing in flight on its
+//! collection is sent at once, alone, by its own caller (so a lone caller waits for nothing);
+//! calls that arrive while a round trip is in flight queue up, and when it comes back they all
+//! leave together as one `find({_id: {$in: [...]}})` or one unordered `insertMany`, sent by a
+//! task of their own. Each caller gets its own answer: its document or `None`, its own
+//! duplicate-key error.
+//!
+//! Only calls without a session are batched: a call in a transaction (or given a session) runs
+//! on its own, so no batch ever mixes sessions or transactions.
+//!
+//! [`Db::with_batching`]: crate::Db::with_batching
+//! [`Repo::batched`]: crate::Repo::batched
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use mongodb::Collection;
+use mongodb::bson::{Bson, RawDocumentBuf, doc};
+use mongodb::error::ErrorKind;
+use mongodb::options::InsertManyOptions;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+
+/// The most calls one batch carries; the rest wait for the next one.
+pub const MAX_BATCH: usize = 256;
+
+/// The batcher of one collection, shared by every batched repository of it taken from one `Db`.
+pub(crate) struct Batcher {
+    raw: Collection<RawDocumentBuf>,
+    collection: &'static str,
+    limit: usize,
+    finds: Lane<FindCall>,
+    inserts: Lane<InsertCall>,
+}
+
+/// The calls waiting for one kind of round trip, and whether one is in flight.
+struct Lane<C> {
+    state: Mutex<LaneState<C>>,
+}
+
+struct LaneState<C> {
+    queue: Vec<C>,
+    busy: bool,
+}
+
+impl<C> Default for Lane<C> {
+    fn default() -> Self {
+        Lane {
+            state: Mutex::new(LaneState {
+                queue: Vec::new(),
+                busy: false,
+            }),
+        }
+    }
+}
+
+struct FindCall {
+    id: Bson,
+    reply: oneshot::Sender<std::result::Result<Option<RawDocumentBuf>, mongodb::error::Error>>,
+}
+
+/// What became of one batched insert.
+pub(crate) enum InsertOutcome {
+    /// Written (and confirmed as the write concern asked).
+    Written,
+    /// The server refused this document (a duplicate key, a validator).
+    Refused { code: i32, message: String },
+    /// The whole command failed, or its write concern was not met.
+    Failed(mongodb::error::Error),
+}
+
+struct InsertCall {
+    body: RawDocumentBuf,
+    reply: oneshot::Sender<InsertOutcome>,
+}
+
+/// Which lane a flusher drains.
+#[derive(Clone, Copy)]
+enum Kind {
+    Find,
+    Insert,
+}
+
+impl Batcher {
+    pub(crate) fn new(
+        raw: Collection<RawDocumentBuf>,
+        collection: &'static str,
+        limit: usize,
+    ) -> Self {
+        Batcher {
+            raw,
+            collection,
+            limit: limit.max(1),
+            finds: Lane::default(),
+            inserts: Lane::default(),
+        }
+    }
+
+    /// The raw document with this `_id`, if there is one.
+    pub(crate) async fn find(self: &Arc<Self>, id: Bson) -> Result<Option<RawDocumentBuf>> {
+        let (reply, answer) = oneshot::channel();
+        let call = FindCall { id, reply };
+        let lead = {
+            let mut state = lock(&self.finds.state);
+            if state.busy {
+                state.queue.push(call);
+                None
+            } else {
+                state.busy = true;
+                Some(call)
+            }
+        };
+        if let Some(call) = lead {
+            // Nothing was in flight: this call goes now, alone, sent by its own caller. Calls
+            // that arrive meanwhile queue for the drain task, so none of them depends on this
+            // caller still waiting.
+            let handoff = Handoff {
+                batcher: self,
+                kind: Kind::Find,
+            };
+            self.send_finds(vec![call]).await;
+            drop(handoff);
+        }
+        match answer.await {
+            Ok(reply) => reply.map_err(|e| Error::from_driver(self.collection, e)),
+            Err(_) => Err(lost()),
+        }
+    }
+
+    /// Inserts one prepared document (with its `_id`).
+    pub(crate) async fn insert(self: &Arc<Self>, body: RawDocumentBuf) -> Result<InsertOutcome> {
+        let (reply, answer) = oneshot::channel();
+        let call = InsertCall { body, reply };
+        let lead = {
+            let mut state = lock(&self.inserts.state);
+            if state.busy {
+                state.queue.push(call);
+                None
+            } else {
+                state.busy = true;
+                Some(call)
+            }
+        };
+        if let Some(call) = lead {
+            let handoff = Handoff {
+                batcher: self,
+                kind: Kind::Insert,
+            };
+            self.send_inserts(vec![call]).await;
+            drop(handoff);
+        }
+        answer.await.map_err(|_| lost())
+    }
+
+    /// Sends the calls that queued while a round trip was in flight, batch after batch, until
+    /// none is left. Runs on a task of its own, so that no caller's cancellation strands the
+    /// others.
+    async fn drain(self: Arc<Self>, kind: Kind) {
+        loop {
+            match kind {
+                Kind::Find => {
+                    let Some(calls) = self.next_batch(&self.finds) else {
+                        return;
+                    };
+                    self.send_finds(calls).await;
+                }
+                Kind::Insert => {
+                    let Some(calls) = self.next_batch(&self.inserts) else {
+                        return;
+                    };
+                    self.send_inserts(calls).await;
+                }
+            }
+        }
+    }
+
+    /// Up to `limit` queued calls, or `None` (and the lane idle) when none is queued.
+    fn next_batch<C>(&self, lane: &Lane<C>) -> Option<Vec<C>> {
+        let mut state = lock(&lane.state);
+        if state.queue.is_empty() {
+            state.busy = false;
+            return None;
+        }
+        let take = state.queue.len().min(self.limit);
+        Some(state.queue.drain(..take).collect())
+    }
+
+    async fn send_finds(&self, calls: Vec<FindCall>) {
+        let span = tracing::debug_span!(
+            "batch",
+            collection = self.collection,
+            operation = "find_by_id",
+            size = calls.len()
+        );
+        async {
+            let mut ids: Vec<Bson> = Vec::with_capacity(calls.len());
+            for call in &calls {
+                if !ids.contains(&call.id) {
+                    ids.push(call.id.clone());
+                }
+            }
+            let found = self.fetch(ids).await;
+            match found {
+                Ok(docs) => {
+                    for call in calls {
+                        let doc = docs
+                            .iter()
+                            .find(|(id, _)| *id == call.id)
+                            .map(|(_, d)| d.clone());
+                        // A caller that stopped waiting needs no answer.
+                        let _ = call.reply.send(Ok(doc));
+                    }
+                }
+                Err(error) => {
+                    for call in calls {
+                        let _ = call.reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// The documents with these ids, each with its `_id`.
+    async fn fetch(
+        &self,
+        ids: Vec<Bson>,
+    ) -> std::result::Result<Vec<(Bson, RawDocumentBuf)>, mongodb::error::Error> {
+        let wanted = ids.len();
+        let filter = if wanted == 1 {
+            doc! { "_id": ids.into_iter().next().unwrap_or(Bson::Null) }
+        } else {
+            doc! { "_id": { "$in": ids } }
+        };
+        let mut cursor = self
+            .raw
+            .find(filter)
+            .batch_size(u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await?;
+        let mut docs = Vec::with_capacity(wanted);
+        while cursor.advance().await? {
+            let current = cursor.current();
+            let id = current
+                .get("_id")
+                .ok()
+                .flatten()
+                .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+            if let Some(id) = id {
+                docs.push((id, current.to_raw_document_buf()));
+            }
+        }
+        Ok(docs)
+    }
+
+    async fn send_inserts(&self, calls: Vec<InsertCall>) {
+        let span = tracing::debug_span!(
+            "batch",
+            collection = self.collection,
+            operation = "insert",
+            size = calls.len()
+        );
+        async {
+            let (bodies, replies): (Vec<_>, Vec<_>) =
+                calls.into_iter().map(|c| (c.body, c.reply)).unzip();
+            let mut outcomes: Vec<Option<InsertOutcome>> = Vec::with_capacity(replies.len());
+            if bodies.len() == 1 {
+                let result = self.raw.insert_one(&bodies[0]).await;
+                outcomes.push(Some(match result {
+                    Ok(_) => InsertOutcome::Written,
+                    Err(error) => match error.kind.as_ref() {
+                        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(e)) => {
+                            InsertOutcome::Refused {
+                                code: e.code,
+                                message: e.message.clone(),
+                            }
+                        }
+                        _ => InsertOutcome::Failed(error),
+                    },
+                }));
+            } else {
+                let mut options = InsertManyOptions::default();
+                // One caller's duplicate key must not stop the others' documents.
+                options.ordered = Some(false);
+                let count = bodies.len();
+                let result = self.raw.insert_many(bodies).with_options(options).await;
+                outcomes.resize_with(count, || None);
+                match result {
+                    Ok(_) => outcomes
+                        .iter_mut()
+                        .for_each(|o| *o = Some(InsertOutcome::Written)),
+                    Err(error) => {
+                        let failure = match error.kind.as_ref() {
+                            ErrorKind::InsertMany(failure) => Some(failure),
+                            _ => None,
+                        };
+                        if let Some(errors) = failure.and_then(|f| f.write_errors.as_ref()) {
+                            for e in errors {
+                                if let Some(slot) = outcomes.get_mut(e.index) {
+                                    *slot = Some(InsertOutcome::Refused {
+                                        code: e.code,
+                                        message: e.message.clone(),
+                                    });
+                                }
+                            }
+                        }
+                        let concern_met = failure.is_some_and(|f| f.write_concern_error.is_none());
+                        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+                            *slot = Some(if concern_met {
+                                InsertOutcome::Written
+                            } else {
+                                // Not a per-document failure (the connection, the write
+                                // concern): every caller of the batch hears of it.
+                                InsertOutcome::Failed(error.clone())
+                            });
+                        }
+                    }
+                }
+            }
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                if let Some(outcome) = outcome {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+}
+
+/// Hands the lane over when its leading caller is done (or has stopped waiting): to a drain
+/// task if calls queued meanwhile, else the lane goes idle.
+struct Handoff<'b> {
+    batcher: &'b Arc<Batcher>,
+    kind: Kind,
+}
+
+impl Drop for Handoff<'_> {
+    fn drop(&mut self) {
+        let queued = match self.kind {
+            Kind::Find => settle(&self.batcher.finds),
+            Kind::Insert => settle(&self.batcher.inserts),
+        };
+        if !queued {
+            return;
+        }
+        let batcher = Arc::clone(self.batcher);
+        let kind = self.kind;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let drain: BoxFuture<'static, ()> = Box::pin(batcher.drain(kind));
+                runtime.spawn(drain);
+            }
+            // Outside a runtime nothing can send them: the queued callers are told (their
+            // senders are dropped here).
+            Err(_) => match kind {
+                Kind::Find => abandon(&batcher.finds),
+                Kind::Insert => abandon(&batcher.inserts),
+            },
+        }
+    }
+}
+
+/// Whether calls are queued; if none is, the lane goes idle.
+fn settle<C>(lane: &Lane<C>) -> bool {
+    let mut state = lock(&lane.state);
+    if state.queue.is_empty() {
+        state.busy = false;
+        false
+    } else {
+        true
+    }
+}
+
+fn abandon<C>(lane: &Lane<C>) {
+    let mut state = lock(&lane.state);
+    state.queue.clear();
+    state.busy = false;
+}
+
+/// The lane's lock. Nothing panics while holding it, so a poisoned lock still holds a
+/// consistent queue.
+fn lock<C>(state: &Mutex<LaneState<C>>) -> std::sync::MutexGuard<'_, LaneState<C>> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lost() -> Error {
+    Error::Custom(Box::new(std::io::Error::other(
+        "the batch carrying this call was dropped before it was sent (the runtime is shutting down)",
+    )))
+}

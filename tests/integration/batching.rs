@@ -1,0 +1,312 @@
+//! Automatic batching of concurrent `find_by_id` and `insert` (`Db::with_batching`,
+//! `Repo::batched`): each caller gets its own answer, fewer round trips, no batch across
+//! sessions.
+
+use std::sync::{Arc, Mutex};
+
+use std::future::IntoFuture;
+
+use futures_util::future::join_all;
+use mongrove::bson::{DateTime, doc};
+use mongrove::mongodb::event::EventHandler;
+use mongrove::mongodb::event::command::CommandEvent;
+use mongrove::mongodb::options::ClientOptions;
+use mongrove::testkit::{self, TestDb};
+use mongrove::{Db, Error, HookContext, HookResult, Hooks, Model};
+use serde::{Deserialize, Serialize};
+
+use crate::common;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Model)]
+#[model(collection = "cards", version = "version", timestamps, hooks)]
+pub struct Card {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub title: String,
+    /// Set by `before_insert`, so stored.
+    pub stamped: bool,
+    pub version: i64,
+    pub created_at: Option<DateTime>,
+    pub updated_at: Option<DateTime>,
+    /// Set by `after_load`, never stored.
+    #[serde(skip)]
+    pub loaded: bool,
+}
+
+#[mongrove::async_trait]
+impl Hooks for Card {
+    async fn before_insert(&mut self, _ctx: &mut HookContext<'_>) -> HookResult {
+        self.stamped = true;
+        Ok(())
+    }
+
+    async fn after_load(&mut self, _ctx: &mut HookContext<'_>) -> HookResult {
+        self.loaded = true;
+        Ok(())
+    }
+}
+
+fn card(id: &str) -> Card {
+    Card {
+        id: id.to_owned(),
+        title: format!("card {id}"),
+        stamped: false,
+        version: 7,
+        created_at: None,
+        updated_at: None,
+        loaded: false,
+    }
+}
+
+/// The names of the commands a monitored client sent.
+#[derive(Clone, Default)]
+struct Sent(Arc<Mutex<Vec<String>>>);
+
+impl Sent {
+    fn count(&self, name: &str) -> usize {
+        self.0.lock().unwrap().iter().filter(|n| *n == name).count()
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+/// A `Db` on the test's database through a client of its own that records every command.
+async fn monitored(test: &TestDb) -> (Db, Sent) {
+    let server = testkit::server().await.expect("test server");
+    let mut options = ClientOptions::parse(server.uri()).await.expect("the URI");
+    let sent = Sent::default();
+    let record = sent.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(started) = event {
+            record.0.lock().unwrap().push(started.command_name);
+        }
+    }));
+    let client = mongrove::mongodb::Client::with_options(options).expect("client");
+    (Db::new(client, test.name()), sent)
+}
+
+#[tokio::test]
+async fn concurrent_lookups_share_round_trips_and_each_gets_its_own_document() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let plain = db.repo::<Card>();
+    for i in 0..20 {
+        plain.insert(&mut card(&format!("c{i}"))).await.unwrap();
+    }
+    // 32 lookups: present ids, missing ids, and the same id asked twice, in no sorted order.
+    let ids: Vec<String> = (0..32)
+        .map(|i| match i % 4 {
+            0 => format!("missing{i}"),
+            1 => "c3".to_owned(),
+            _ => format!("c{}", (i * 7) % 20),
+        })
+        .collect();
+
+    sent.clear();
+    let unbatched = join_all(
+        ids.iter()
+            .map(|id| plain.find_by_id(id.clone()).into_future()),
+    )
+    .await;
+    let unbatched_finds = sent.count("find");
+    assert_eq!(unbatched_finds, 32);
+
+    // ANCHOR: with_batching
+    let batched_db = db.with_batching();
+    let cards = batched_db.repo::<Card>();
+    assert!(cards.is_batched());
+    sent.clear();
+    let batched = join_all(
+        ids.iter()
+            .map(|id| cards.find_by_id(id.clone()).into_future()),
+    )
+    .await;
+    // ANCHOR_END: with_batching
+    let batched_finds = sent.count("find");
+    assert!(
+        batched_finds < unbatched_finds && batched_finds <= 2,
+        "32 concurrent lookups took {batched_finds} find commands"
+    );
+
+    for ((id, got), plain) in ids.iter().zip(batched).zip(unbatched) {
+        let got = got.expect("the lookup succeeds");
+        let plain = plain.expect("the lookup succeeds");
+        match (got, plain) {
+            (Some(got), Some(plain)) => {
+                assert_eq!(&got.id, id);
+                assert_eq!(got.title, plain.title);
+                assert!(got.loaded, "after_load ran for the batched lookup of {id}");
+            }
+            (None, None) => assert!(id.starts_with("missing")),
+            (got, plain) => panic!("{id}: batched {got:?}, unbatched {plain:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lone_caller_is_sent_at_once_alone() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let cards = db.repo::<Card>().batched();
+    cards.insert(&mut card("a")).await.unwrap();
+    sent.clear();
+    for _ in 0..3 {
+        let found = cards.find_by_id("a".to_owned()).await.unwrap();
+        assert!(found.is_some_and(|c| c.loaded));
+    }
+    assert_eq!(
+        cards
+            .find_by_id("zz".to_owned())
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        None
+    );
+    assert_eq!(sent.count("find"), 4);
+}
+
+#[tokio::test]
+async fn a_failing_insert_fails_only_its_caller_and_each_document_is_prepared() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let cards = db.with_batching().repo::<Card>();
+    cards.insert(&mut card("taken")).await.unwrap();
+
+    let mut docs: Vec<Card> = (0..12).map(|i| card(&format!("n{i}"))).collect();
+    docs[5] = card("taken");
+    sent.clear();
+    let results = join_all(docs.iter_mut().map(|doc| cards.insert(doc).into_future())).await;
+    assert!(
+        sent.count("insert") < 12,
+        "12 concurrent inserts took {} insert commands",
+        sent.count("insert")
+    );
+    for (i, (result, doc)) in results.into_iter().zip(&docs).enumerate() {
+        if i == 5 {
+            match result {
+                Err(Error::DuplicateKey { key, .. }) => {
+                    assert!(key.contains("taken"), "the error names the key: {key}")
+                }
+                other => panic!("the duplicate's caller gets DuplicateKey, got {other:?}"),
+            }
+            continue;
+        }
+        assert_eq!(result.unwrap(), doc.id);
+        // Version, timestamps and hooks applied per document, as without batching.
+        assert_eq!(doc.version, 0);
+        assert!(doc.stamped);
+        assert!(doc.created_at.is_some() && doc.created_at == doc.updated_at);
+        let stored = cards.find_by_id(doc.id.clone()).await.unwrap().unwrap();
+        assert_eq!(stored.version, 0);
+        assert!(stored.stamped);
+        assert_eq!(stored.created_at, doc.created_at);
+    }
+    let stored = db.repo::<Card>().count(doc! {}).await.expect("count");
+    assert_eq!(stored, 12, "11 new documents and the one that was there");
+}
+
+#[tokio::test]
+async fn two_concurrent_inserts_of_one_id_write_one() {
+    let test = common::db().await;
+    let cards = test.with_batching().repo::<Card>();
+    let (mut a, mut b, mut c) = (card("twin"), card("twin"), card("other"));
+    let (ra, rb, rc) = tokio::join!(
+        cards.insert(&mut a),
+        cards.insert(&mut b),
+        cards.insert(&mut c)
+    );
+    assert!(rc.is_ok());
+    let failed = [&ra, &rb]
+        .iter()
+        .filter(|r| matches!(r, Err(Error::DuplicateKey { .. })))
+        .count();
+    assert_eq!(failed, 1, "{ra:?} {rb:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn batches_are_traced_with_their_size() {
+    let test = common::db().await;
+    let cards = test.repo::<Card>().batched();
+    for i in 0..10 {
+        cards.insert(&mut card(&format!("t{i}"))).await.unwrap();
+    }
+    let recording = common::spans().record_this_thread();
+    let found = join_all((0..10).map(|i| cards.find_by_id(format!("t{i}")).into_future())).await;
+    let spans = recording.finish();
+    assert!(found.iter().all(|f| matches!(f, Ok(Some(_)))));
+    let sizes: Vec<&String> = spans
+        .iter()
+        .filter(|(name, fields)| name == "batch" && fields.contains("operation=\"find_by_id\""))
+        .map(|(_, fields)| fields)
+        .collect();
+    assert_eq!(sizes.len(), 2, "{spans:?}");
+    assert!(sizes[0].contains("size=1 "), "{sizes:?}");
+    assert!(sizes[1].contains("size=9 "), "{sizes:?}");
+}
+
+#[tokio::test]
+async fn calls_in_a_transaction_or_a_session_are_not_batched() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let db = db.with_batching();
+    let cards = db.repo::<Card>();
+    cards.insert(&mut card("outside")).await.unwrap();
+    // The batching repository joins the transaction: its insert is rolled back with it, and
+    // its lookup sees the transaction's own uncommitted write, which no batch outside it could.
+    let outcome: Result<(), Error> = db
+        .transaction(async |_tx| {
+            let mut inside = card("inside");
+            let (inserted, seen) = tokio::join!(cards.insert(&mut inside), async {
+                tokio::task::yield_now().await;
+                cards.find_by_id("outside".to_owned()).await
+            });
+            inserted?;
+            assert!(seen?.is_some());
+            assert!(cards.find_by_id("inside".to_owned()).await?.is_some());
+            Err(Error::Custom("roll back".into()))
+        })
+        .await;
+    assert!(outcome.is_err());
+    assert!(
+        cards
+            .find_by_id("inside".to_owned())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        cards
+            .find_by_id("outside".to_owned())
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A repository taken from the transaction is never batched.
+    db.transaction(async |tx| {
+        assert!(!tx.repo::<Card>().is_batched());
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // An explicit session: each lookup goes on its own, in that session.
+    let mut session = db.start_session().await.unwrap();
+    sent.clear();
+    let mut found = 0;
+    for id in ["outside", "nope"] {
+        if cards
+            .find_by_id(id.to_owned())
+            .session(&mut session)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            found += 1;
+        }
+    }
+    assert_eq!(found, 1);
+    assert_eq!(sent.count("find"), 2);
+}
