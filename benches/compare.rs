@@ -420,7 +420,10 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
                             }
                         } else {
                             orders
-                                .modify(id, |o: &mut Order| o.total_cents += 1)
+                                .modify(id, |mut o: Order| async move {
+                                    o.total_cents += 1;
+                                    Ok(o)
+                                })
                                 .retry(no_backoff())
                                 .await?;
                         }

@@ -150,7 +150,6 @@ impl VersionLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mongodb::bson::doc;
 
     fn write(id: i32, before: i64) -> VersionWrite {
         VersionWrite {
@@ -159,7 +158,7 @@ mod tests {
             id: Bson::Int32(id),
             before,
             after: before + 1,
-            body: doc! {},
+            body: mongodb::bson::RawDocumentBuf::new(),
         }
     }
 
