@@ -381,8 +381,7 @@ fn chromium(url: &str, extra: &[&str]) -> std::process::Output {
 /// Headless Chromium with its DevTools endpoint on loopback, showing one page; stopped (by the
 /// pid this test started) when dropped.
 struct Browser {
-    child: std::process::Child,
-    profile: std::path::PathBuf,
+    _process: Chromium,
     page: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
@@ -415,6 +414,8 @@ impl Browser {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("chromium starts");
+        // Owned at once, so that a failure below still stops it.
+        let process = Chromium { child, profile };
         let target = timeout(WAIT, async {
             loop {
                 if let Some(target) = page_target(port).await {
@@ -429,8 +430,7 @@ impl Browser {
             .await
             .expect("the page's DevTools socket");
         Browser {
-            child,
-            profile,
+            _process: process,
             page,
             next_id: 0,
         }
@@ -480,7 +480,13 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+/// The Chromium process this test started, stopped (by its pid) and cleaned up when dropped.
+struct Chromium {
+    child: std::process::Child,
+    profile: std::path::PathBuf,
+}
+
+impl Drop for Chromium {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
