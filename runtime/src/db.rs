@@ -45,6 +45,9 @@ pub struct Db {
     batching: Option<Arc<Batching>>,
 }
 
+/// The most calls one batch carries; the rest wait for the next one.
+pub const MAX_BATCH: usize = 256;
+
 /// The batchers of a `Db` with batching on, one per database and collection. Type-erased here
 /// because the batcher belongs to the repository layer above.
 #[derive(Default)]
@@ -141,7 +144,7 @@ impl Db {
     /// so no batch mixes sessions. Hooks, validation, versions and timestamps are applied to
     /// each document by its own caller, as without batching.
     pub fn with_batching(&self) -> Db {
-        self.with_batching_limit(crate::repo::MAX_BATCH)
+        self.with_batching_limit(MAX_BATCH)
     }
 
     /// [`Db::with_batching`] with at most `limit` calls per batch (at least 1).

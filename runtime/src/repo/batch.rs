@@ -26,8 +26,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, Result};
 
-/// The most calls one batch carries; the rest wait for the next one.
-pub const MAX_BATCH: usize = 256;
+pub use crate::db::MAX_BATCH;
 
 /// The batcher of one collection, shared by every batched repository of it taken from one `Db`.
 pub(crate) struct Batcher {
