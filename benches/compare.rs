@@ -1,10 +1,12 @@
 //! mongrove, the raw driver and Mongoose 9, side by side against one server in one run.
 //!
 //! Every workload runs once per side per round, the sides alternating within a round (driver,
-//! mongrove, mongrove with batching where it applies, then one Mongoose process for the round),
-//! so that a noisy neighbour slows all sides alike. For each workload and side: throughput,
-//! client CPU time per operation (utime + stime of the client process from `/proc/self/stat`
-//! during the timed part; Node: `process.cpuUsage()`), and peak memory (`VmHWM`, reset before
+//! mongrove, mongrove with batching where it applies, each round starting with the next of
+//! them; then one Mongoose process for the round), so that a noisy neighbour slows all sides
+//! alike. For each workload and side: throughput,
+//! client CPU time per operation (the process's CPU clock, `CLOCK_PROCESS_CPUTIME_ID`, which
+//! counts nanoseconds rather than the 10 ms ticks of `/proc/self/stat`; Node:
+//! `process.cpuUsage()`, in microseconds), and peak memory (`VmHWM`, reset before
 //! each timed part through `/proc/self/clear_refs`; Node: the largest `rss` seen). The report
 //! gives medians and per-round ratios with their spread (min–max over the rounds).
 //!
@@ -16,12 +18,14 @@ use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
+use cpu_time::ProcessTime;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use mongrove::bson::{doc, oid::ObjectId};
 use mongrove::mongodb::Collection;
 use mongrove::{Db, Filter, Jitter, Model, RetryPolicy};
 use serde::{Deserialize, Serialize};
+use tracing::instrument::WithSubscriber;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -68,11 +72,16 @@ fn order(n: usize) -> Order {
 /// How many operations each workload runs per side and round.
 #[derive(Clone, Copy, Debug, Serialize)]
 struct Sizes {
-    /// insert one at a time, find by id, save, `$inc`: this many documents.
+    /// insert one at a time, find by id, save, `$inc`: this many operations.
     singles: usize,
+    /// The documents those workloads find, save and update (in turn, when there are more
+    /// operations); not scaled, so that a larger scale only adds operations.
+    pool: usize,
     transactions: usize,
     insert_many: usize,
     find_all: usize,
+    /// Queries by filter, sorted, over `singles * 5` documents.
+    filtered: usize,
     /// Rounds of 32 concurrent lookups.
     concurrent: usize,
     /// Each of the 16 tasks modifies the contended document this many times.
@@ -84,21 +93,41 @@ impl Sizes {
     fn full() -> Self {
         Sizes {
             singles: 1_000,
+            pool: 1_000,
             transactions: 200,
             insert_many: 10_000,
             find_all: 20_000,
+            filtered: 200,
             concurrent: 200,
             modify_each: 100,
             events: 200,
         }
     }
 
+    /// Every count multiplied by `factor` (`--scale`): two runs at different scales tell the
+    /// cost of one operation apart from the set-up's (see `scripts/instructions.sh`).
+    fn scaled(self, factor: usize) -> Self {
+        Sizes {
+            singles: self.singles * factor,
+            pool: self.pool,
+            transactions: self.transactions * factor,
+            insert_many: self.insert_many * factor,
+            find_all: self.find_all * factor,
+            filtered: self.filtered * factor,
+            concurrent: self.concurrent * factor,
+            modify_each: self.modify_each * factor,
+            events: self.events * factor,
+        }
+    }
+
     fn smoke() -> Self {
         Sizes {
             singles: 100,
+            pool: 100,
             transactions: 20,
             insert_many: 1_000,
             find_all: 2_000,
+            filtered: 20,
             concurrent: 20,
             modify_each: 10,
             events: 20,
@@ -106,7 +135,7 @@ impl Sizes {
     }
 }
 
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "insert one at a time",
     "find by id",
     "version-checked save",
@@ -114,6 +143,7 @@ const WORKLOADS: [&str; 10] = [
     "2-write transaction",
     "insert_many",
     "find + decode all",
+    "find by filter and sort",
     "32 concurrent find_by_id",
     "16 tasks x contended modify",
     "change-stream delivery",
@@ -123,6 +153,10 @@ const DRIVER: &str = "driver";
 const MONGROVE: &str = "mongrove";
 const BATCHED: &str = "mongrove batched";
 const MONGOOSE: &str = "mongoose";
+/// mongrove with a subscriber installed that filters DEBUG out, as most production setups do.
+const SPANS_OFF: &str = "mongrove, subscriber at INFO";
+/// mongrove with every span formatted when it closes (to a sink).
+const SPANS_ON: &str = "mongrove, spans formatted";
 
 /// One timed part.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -141,7 +175,7 @@ struct Sample {
 /// The timer of one timed part: wall clock, process CPU, peak memory reset at the start.
 struct Timer {
     started: Instant,
-    cpu: f64,
+    cpu: ProcessTime,
 }
 
 impl Timer {
@@ -149,7 +183,7 @@ impl Timer {
         // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux ≥ 4.0).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         Timer {
-            cpu: cpu_seconds(),
+            cpu: ProcessTime::now(),
             started: Instant::now(),
         }
     }
@@ -159,41 +193,11 @@ impl Timer {
         Sample {
             ops: ops as u64,
             secs,
-            cpu: cpu_seconds() - self.cpu,
+            cpu: self.cpu.elapsed().as_secs_f64(),
             peak_mib: peak_mib(),
             latencies_ms: Vec::new(),
         }
     }
-}
-
-/// utime + stime of this process, from `/proc/self/stat`, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces; the fields after its `)` are counted from
-    // `state` (field 3): utime is field 14, stime field 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / clock_ticks()
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on every common Linux).
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
 }
 
 fn peak_mib() -> f64 {
@@ -265,9 +269,9 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
             t.stop(n)
         }
         "find by id" => {
-            let ids = ctx.seeded(sizes.singles).await?;
+            let ids = ctx.seeded(sizes.pool).await?;
             let t = Timer::start();
-            for id in &ids {
+            for id in ids.iter().cycle().take(sizes.singles) {
                 let found = if driver {
                     raw.find_one(doc! { "_id": id }).await?
                 } else {
@@ -275,13 +279,15 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
                 };
                 assert!(found.is_some());
             }
-            t.stop(ids.len())
+            t.stop(sizes.singles)
         }
         "version-checked save" => {
-            ctx.seeded(sizes.singles).await?;
+            ctx.seeded(sizes.pool).await?;
             let mut docs: Vec<Order> = orders.find(Filter::all()).await?;
+            let pool = docs.len();
             let t = Timer::start();
-            for doc in &mut docs {
+            for i in 0..sizes.singles {
+                let doc = &mut docs[i % pool];
                 doc.total_cents += 1;
                 if driver {
                     // ANCHOR: driver_save
@@ -298,13 +304,13 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
                     // ANCHOR_END: mongrove_save
                 }
             }
-            t.stop(docs.len())
+            t.stop(sizes.singles)
         }
         "$inc by id" => {
-            let ids = ctx.seeded(sizes.singles).await?;
+            let ids = ctx.seeded(sizes.pool).await?;
             let f = Order::fields();
             let t = Timer::start();
-            for id in &ids {
+            for id in ids.iter().cycle().take(sizes.singles) {
                 if driver {
                     raw.update_one(
                         doc! { "_id": id },
@@ -317,7 +323,7 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
                         .await?;
                 }
             }
-            t.stop(ids.len())
+            t.stop(sizes.singles)
         }
         "2-write transaction" => {
             ctx.seeded(1).await?;
@@ -367,6 +373,31 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
             };
             assert_eq!(all.len(), sizes.find_all);
             t.stop(all.len())
+        }
+        "find by filter and sort" => {
+            ctx.seeded(sizes.pool * 5).await?;
+            let f = Order::fields();
+            let n = sizes.filtered;
+            let t = Timer::start();
+            for _ in 0..n {
+                let found = if driver {
+                    let cursor = raw
+                        .find(doc! { "customer": "customer-7", "totalCents": { "$gte": 1000 } })
+                        .sort(doc! { "totalCents": -1 })
+                        .await?;
+                    futures_util::TryStreamExt::try_collect::<Vec<Order>>(cursor)
+                        .await?
+                        .len()
+                } else {
+                    orders
+                        .find(f.customer.eq("customer-7").and(f.total_cents.gte(1000)))
+                        .sort(f.total_cents.desc())
+                        .await?
+                        .len()
+                };
+                assert!(found > 0);
+            }
+            t.stop(n)
         }
         "32 concurrent find_by_id" => {
             let ids = ctx.seeded(1_000).await?;
@@ -476,9 +507,38 @@ async fn run(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
 /// The sides that run a workload in Rust.
 fn sides(workload: &str) -> &'static [&'static str] {
     match workload {
-        "find by id" | "32 concurrent find_by_id" => &[DRIVER, MONGROVE, BATCHED],
+        "find by id" => &[DRIVER, MONGROVE, BATCHED, SPANS_OFF, SPANS_ON],
+        "32 concurrent find_by_id" => &[DRIVER, MONGROVE, BATCHED],
         _ => &[DRIVER, MONGROVE],
     }
+}
+
+/// Runs one side of a workload, with the subscriber that side is about. Without one (every
+/// side but the span sides), tracing's global maximum level is OFF and mongrove's DEBUG spans
+/// are skipped at a single atomic load.
+async fn run_side(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
+    let subscriber = match side {
+        SPANS_OFF => Some(subscriber(tracing::Level::INFO)),
+        SPANS_ON => Some(subscriber(tracing::Level::DEBUG)),
+        _ => return run(ctx, workload, side).await,
+    };
+    let sample = run(ctx, workload, MONGROVE)
+        .with_subscriber(subscriber.expect("a span side"))
+        .await;
+    // The dispatcher is gone: let the next side see tracing's level without it again.
+    tracing::callsite::rebuild_interest_cache();
+    sample
+}
+
+/// A `fmt` subscriber at `level` that formats every span when it closes, into a sink.
+fn subscriber(level: tracing::Level) -> tracing::Dispatch {
+    tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(std::io::sink)
+            .finish(),
+    )
 }
 
 /// One round of the Mongoose side, in a Node process of its own.
@@ -571,9 +631,22 @@ fn ratios(results: &Results, workload: &str, a: &str, b: &str) -> (Option<Spread
 struct Args {
     sizes: Sizes,
     rounds: usize,
+    /// Only these workloads (`--only "find by id,insert_many"`); all when empty.
+    only: Vec<String>,
+    /// Only these Rust sides (`--sides driver,mongrove`), for profiling one side at a time; all
+    /// when empty.
+    sides: Vec<String>,
     write: Option<String>,
     mongoose: bool,
     label: String,
+}
+
+impl Args {
+    fn workloads(&self) -> impl Iterator<Item = &'static str> + '_ {
+        WORKLOADS
+            .into_iter()
+            .filter(|w| self.only.is_empty() || self.only.iter().any(|o| o == w))
+    }
 }
 
 fn args() -> Args {
@@ -584,11 +657,19 @@ fn args() -> Args {
             .position(|a| a == flag)
             .and_then(|i| argv.get(i + 1).cloned())
     };
+    let list = |flag: &str| -> Vec<String> {
+        value(flag)
+            .map(|list| list.split(',').map(|w| w.trim().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let scale = value("--scale").and_then(|f| f.parse().ok()).unwrap_or(1);
     Args {
-        sizes: if smoke { Sizes::smoke() } else { Sizes::full() },
+        sizes: if smoke { Sizes::smoke() } else { Sizes::full() }.scaled(scale),
         rounds: value("--rounds")
             .and_then(|r| r.parse().ok())
             .unwrap_or(if smoke { 3 } else { 7 }),
+        only: list("--only"),
+        sides: list("--sides"),
         write: value("--write"),
         mongoose: !argv.iter().any(|a| a == "--no-mongoose"),
         label: if smoke { "smoke sizes" } else { "full sizes" }.to_owned(),
@@ -598,6 +679,13 @@ fn args() -> Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Res<()> {
     let args = args();
+    if args.workloads().next().is_none() {
+        return Err(format!(
+            "--only names no workload; they are: {}",
+            WORKLOADS.join(", ")
+        )
+        .into());
+    }
     let server = mongrove::testkit::server().await?;
     let name = "bench_compare";
     let db = Db::connect(server.uri(), name).await?;
@@ -611,13 +699,24 @@ async fn main() -> Res<()> {
     let mut results: Results = BTreeMap::new();
     for round in 0..args.rounds {
         eprintln!("round {}/{}", round + 1, args.rounds);
-        for workload in WORKLOADS {
-            for side in sides(workload) {
+        for workload in args.workloads() {
+            let mut order: Vec<&str> = sides(workload)
+                .iter()
+                .copied()
+                .filter(|s| args.sides.is_empty() || args.sides.iter().any(|a| a == s))
+                .collect();
+            // Each round starts with another side, so that none always runs first (after the
+            // seeding, say) or last.
+            if !order.is_empty() {
+                let shift = round % order.len();
+                order.rotate_left(shift);
+            }
+            for side in order {
                 eprint!("  {workload} / {side} ...");
-                let sample = run(&ctx, workload, side).await?;
+                let sample = run_side(&ctx, workload, side).await?;
                 eprintln!(" {:.3} s", sample.secs);
                 results
-                    .entry((workload.to_owned(), (*side).to_owned()))
+                    .entry((workload.to_owned(), side.to_owned()))
                     .or_default()
                     .push(sample);
             }
@@ -625,6 +724,9 @@ async fn main() -> Res<()> {
         if args.mongoose {
             ctx.raw.drop().await?;
             for (workload, sample) in mongoose_round(server.uri(), name, &args.sizes)? {
+                if !args.workloads().any(|w| w == workload) {
+                    continue;
+                }
                 results
                     .entry((workload, MONGOOSE.to_owned()))
                     .or_default()
@@ -647,17 +749,14 @@ async fn main() -> Res<()> {
 fn report(results: &Results, args: &Args) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{} rounds, {}, one server ({} client CPU ticks per second). Throughput in operations per \
-         second and client CPU in µs per operation are medians over the rounds; ratios are per \
-         round, median (min–max).\n\n",
-        args.rounds,
-        args.label,
-        clock_ticks()
+        "{} rounds, {}, one server. Throughput in operations per second and client CPU in µs per \
+         operation are medians over the rounds; ratios are per round, median (min–max).\n\n",
+        args.rounds, args.label,
     ));
     out.push_str("| workload | side | ops/s | CPU µs/op | peak MiB | throughput ÷ driver | CPU ÷ driver | throughput ÷ Mongoose | CPU ÷ Mongoose |\n");
     out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
     for workload in WORKLOADS {
-        for side in [DRIVER, MONGROVE, BATCHED, MONGOOSE] {
+        for side in [DRIVER, MONGROVE, BATCHED, SPANS_OFF, SPANS_ON, MONGOOSE] {
             let Some(samples) = results.get(&(workload.to_owned(), side.to_owned())) else {
                 continue;
             };
@@ -693,8 +792,30 @@ fn report(results: &Results, args: &Args) -> String {
             ));
         }
     }
-    out.push_str("\nChange-stream delivery latency, insert to event, all rounds:\n\n");
-    out.push_str("| side | p50 ms | p99 ms |\n|---|--:|--:|\n");
+    let span_rows: Vec<String> = [SPANS_OFF, SPANS_ON]
+        .into_iter()
+        .filter_map(|side| {
+            let (tput, cpu) = ratios(results, "find by id", side, MONGROVE);
+            tput.map(|t| {
+                format!(
+                    "| {side} | {} | {} |\n",
+                    Spread::text(Some(t)),
+                    Spread::text(cpu)
+                )
+            })
+        })
+        .collect();
+    if !span_rows.is_empty() {
+        out.push_str(
+            "\nWhat spans cost, find by id, each side ÷ mongrove with no subscriber (the same \
+             round):\n\n| side | throughput ratio | CPU per op ratio |\n|---|--:|--:|\n",
+        );
+        out.push_str(&span_rows.concat());
+    }
+    if results.keys().any(|(w, _)| w == "change-stream delivery") {
+        out.push_str("\nChange-stream delivery latency, insert to event, all rounds:\n\n");
+        out.push_str("| side | p50 ms | p99 ms |\n|---|--:|--:|\n");
+    }
     for side in [DRIVER, MONGROVE, MONGOOSE] {
         if let Some(samples) = results.get(&("change-stream delivery".to_owned(), side.to_owned()))
         {

@@ -116,6 +116,15 @@ const workloads = {
     if (all.length !== sizes.find_all) throw new Error('short read');
     return t.stop(all.length);
   },
+  async 'find by filter and sort'() {
+    await seeded(sizes.singles * 5);
+    const t = timer();
+    for (let i = 0; i < sizes.filtered; i++) {
+      const found = await Order.find({ customer: 'customer-7', totalCents: { $gte: 1000 } }).sort({ totalCents: -1 });
+      if (found.length === 0) throw new Error('nothing found');
+    }
+    return t.stop(sizes.filtered);
+  },
   async '32 concurrent find_by_id'() {
     const ids = await seeded(1000);
     const t = timer();

@@ -78,6 +78,7 @@ mod session;
 pub mod testkit;
 mod transaction;
 mod validate;
+mod value;
 pub mod watch;
 
 pub use async_trait::async_trait;

@@ -3,6 +3,7 @@
 //! sessions.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use std::future::IntoFuture;
 
@@ -125,9 +126,9 @@ async fn concurrent_lookups_share_round_trips_and_each_gets_its_own_document() {
     .await;
     // ANCHOR_END: with_batching
     let batched_finds = sent.count("find");
-    assert!(
-        batched_finds < unbatched_finds && batched_finds <= 2,
-        "32 concurrent lookups took {batched_finds} find commands"
+    assert_eq!(
+        batched_finds, 1,
+        "32 lookups started together share one find command"
     );
 
     for ((id, got), plain) in ids.iter().zip(batched).zip(unbatched) {
@@ -236,6 +237,43 @@ async fn batches_are_traced_with_their_size() {
     let found = join_all((0..10).map(|i| cards.find_by_id(format!("t{i}")).into_future())).await;
     let spans = recording.finish();
     assert!(found.iter().all(|f| matches!(f, Ok(Some(_)))));
+    let sizes: Vec<&String> = spans
+        .iter()
+        .filter(|(name, fields)| name == "batch" && fields.contains("operation=\"find_by_id\""))
+        .map(|(_, fields)| fields)
+        .collect();
+    assert_eq!(sizes.len(), 1, "{spans:?}");
+    assert!(sizes[0].contains("size=10 "), "{sizes:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn calls_made_while_a_batch_is_in_flight_leave_together_after_it() {
+    let test = common::db().await;
+    let cards = test.repo::<Card>().batched();
+    for i in 0..10 {
+        cards.insert(&mut card(&format!("f{i}"))).await.unwrap();
+    }
+    // The first lookup's find is held by the server, so the others arrive while it is in flight.
+    let _held = test
+        .fail_point(
+            testkit::FailCommand::new(["find"])
+                .block_for(Duration::from_millis(400))
+                .times(1),
+        )
+        .await
+        .unwrap();
+    let recording = common::spans().record_this_thread();
+    let first = cards.find_by_id("f0".to_owned()).into_future();
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        join_all((1..10).map(|i| cards.find_by_id(format!("f{i}")).into_future())).await
+    };
+    let (first, later) = tokio::join!(first, later);
+    let spans = recording.finish();
+    assert_eq!(first.unwrap().map(|c| c.id), Some("f0".to_owned()));
+    for (i, found) in (1..10).zip(later) {
+        assert_eq!(found.unwrap().map(|c| c.id), Some(format!("f{i}")));
+    }
     let sizes: Vec<&String> = spans
         .iter()
         .filter(|(name, fields)| name == "batch" && fields.contains("operation=\"find_by_id\""))

@@ -113,7 +113,7 @@ pub trait Ordered: Serialize {}
 )]
 pub trait Numeric {
     /// The number the operator takes (the field's type without `Option`).
-    type Number: Number;
+    type Number: Number + 'static;
 }
 
 /// The field types [`Field::min`](super::Field::min) and [`Field::max`](super::Field::max)
@@ -125,7 +125,7 @@ pub trait Numeric {
 )]
 pub trait Comparable {
     /// The value the operator takes (the field's type without `Option`).
-    type Value: Ordered;
+    type Value: Ordered + 'static;
 }
 
 // A macro because each number needs the same four one-line impls; a blanket impl cannot name a
@@ -146,11 +146,11 @@ impl Comparable for mongodb::bson::DateTime {
     type Value = mongodb::bson::DateTime;
 }
 
-impl<T: Number> Numeric for Option<T> {
+impl<T: Number + 'static> Numeric for Option<T> {
     type Number = T;
 }
 
-impl<T: Ordered> Comparable for Option<T> {
+impl<T: Ordered + 'static> Comparable for Option<T> {
     type Value = T;
 }
 
@@ -162,10 +162,10 @@ impl<T: Ordered> Comparable for Option<T> {
 )]
 pub trait Array {
     /// The type of one element.
-    type Element: Serialize;
+    type Element: Serialize + 'static;
 }
 
-impl<T: Serialize> Array for Vec<T> {
+impl<T: Serialize + 'static> Array for Vec<T> {
     type Element = T;
 }
 

@@ -77,11 +77,12 @@ macro_rules! path_basics {
             }
         }
 
-        impl<M, T: Serialize> $name<M, T> {
+        impl<M, T: Serialize + 'static> $name<M, T> {
             /// Field equals `value`, compared literally (`$eq`): a value that looks like an
             /// operator, such as `{"$ne": 1}`, matches only a stored `{"$ne": 1}`.
             pub fn eq(&self, value: impl FieldValue<T>) -> Filter<M> {
-                self.compare("$eq", value.into())
+                let value: T = value.into();
+                Filter::equal(self.path(), encode(self.path(), &value))
             }
 
             /// Field does not equal `value`.
@@ -138,7 +139,7 @@ pub(super) use path_basics;
 
 path_basics!(Field);
 
-impl<M, T: Serialize> Field<M, T> {
+impl<M, T: Serialize + 'static> Field<M, T> {
     /// `$set`: replace the field's value. The value is stored as it is, even when it holds
     /// keys starting with `$` (MongoDB 5.0 and later store them).
     pub fn set(&self, value: impl FieldValue<T>) -> Update<M> {
@@ -346,7 +347,7 @@ impl<M, T> Field<M, T> {
 }
 
 /// `{"$each": [values]}`: elements to append, each taken as it is.
-fn each<T: Serialize, V: Into<T>>(
+fn each<T: Serialize + 'static, V: Into<T>>(
     path: &str,
     values: impl IntoIterator<Item = V>,
 ) -> Result<Bson, EncodeProblem> {

@@ -64,14 +64,14 @@ pub(crate) struct EncodeProblem {
     pub(crate) reason: String,
 }
 
-fn encode<V: Serialize>(path: &str, value: &V) -> Result<Bson, EncodeProblem> {
-    mongodb::bson::to_bson(value).map_err(|e| EncodeProblem {
+fn encode<V: Serialize + 'static>(path: &str, value: &V) -> Result<Bson, EncodeProblem> {
+    crate::value::to_bson(value).map_err(|e| EncodeProblem {
         what: format!("the value for `{path}`"),
         reason: e.to_string(),
     })
 }
 
-fn encode_all<T: Serialize, V: Into<T>>(
+fn encode_all<T: Serialize + 'static, V: Into<T>>(
     path: &str,
     values: impl IntoIterator<Item = V>,
 ) -> Result<Vec<Bson>, EncodeProblem> {

@@ -2,10 +2,10 @@
 //! and [`Repo::batched`]).
 //!
 //! The scheduling is DataLoader's, without a timer: a call that finds nothing in flight on its
-//! collection is sent at once, alone, by its own caller (so a lone caller waits for nothing);
-//! calls that arrive while a round trip is in flight queue up, and when it comes back they all
-//! leave together as one `find({_id: {$in: [...]}})` or one unordered `insertMany`, sent by a
-//! task of their own. Each caller gets its own answer: its document or `None`, its own
+//! collection yields to the scheduler once, then its caller sends it together with the calls
+//! made in that same pass (a lone caller waits for nothing but that yield); calls that arrive
+//! while a round trip is in flight queue up, and when it comes back they all leave together as
+//! one `find({_id: {$in: [...]}})` or one unordered `insertMany`, sent by a task of their own. Each caller gets its own answer: its document or `None`, its own
 //! duplicate-key error.
 //!
 //! Only calls without a session are batched: a call in a transaction (or given a session) runs
@@ -115,14 +115,15 @@ impl Batcher {
             }
         };
         if let Some(call) = lead {
-            // Nothing was in flight: this call goes now, alone, sent by its own caller. Calls
-            // that arrive meanwhile queue for the drain task, so none of them depends on this
-            // caller still waiting.
+            // Nothing was in flight: this caller sends now, itself, with the calls made in the
+            // same pass of the scheduler. Calls that arrive while it is in flight queue for the
+            // drain task, so none of them depends on this caller still waiting.
             let handoff = Handoff {
                 batcher: self,
                 kind: Kind::Find,
             };
-            self.send_finds(vec![call]).await;
+            let calls = self.gathered(&self.finds, call).await;
+            self.send_finds(calls).await;
             drop(handoff);
         }
         match answer.await {
@@ -150,7 +151,8 @@ impl Batcher {
                 batcher: self,
                 kind: Kind::Insert,
             };
-            self.send_inserts(vec![call]).await;
+            let calls = self.gathered(&self.inserts, call).await;
+            self.send_inserts(calls).await;
             drop(handoff);
         }
         answer.await.map_err(|_| lost())
@@ -176,6 +178,20 @@ impl Batcher {
                 }
             }
         }
+    }
+
+    /// The leading call and those made in the same pass of the scheduler: it yields once, so
+    /// that tasks already woken (the other lookups of a `join_all`, tasks woken together) queue
+    /// behind it and leave in its round trip. This is DataLoader's tick, not a timer: a lone
+    /// caller is polled again at once.
+    async fn gathered<C>(&self, lane: &Lane<C>, lead: C) -> Vec<C> {
+        tokio::task::yield_now().await;
+        let mut state = lock(&lane.state);
+        let take = state.queue.len().min(self.limit - 1);
+        let mut calls = Vec::with_capacity(take + 1);
+        calls.push(lead);
+        calls.extend(state.queue.drain(..take));
+        calls
     }
 
     /// Up to `limit` queued calls, or `None` (and the lane idle) when none is queued.
@@ -237,9 +253,14 @@ impl Batcher {
         } else {
             doc! { "_id": { "$in": ids } }
         };
+        // At most one document per id: the server closes the cursor once it has sent them
+        // (one lookup: in a single batch, as `find_one` asks). More ids keep a positive limit,
+        // so that documents beyond one 16 MiB reply still come, by `getMore`.
+        let limit = i64::try_from(wanted).unwrap_or(i64::MAX);
         let mut cursor = self
             .raw
             .find(filter)
+            .limit(if wanted == 1 { -1 } else { limit })
             .batch_size(u32::try_from(wanted).unwrap_or(u32::MAX))
             .await?;
         let mut docs = Vec::with_capacity(wanted);

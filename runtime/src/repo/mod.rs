@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use mongodb::Collection;
-use mongodb::bson::{self, Bson, Document, RawDocumentBuf, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
 pub use batch::MAX_BATCH;
 pub use op::{
@@ -749,7 +749,7 @@ impl<M: Model> Repo<M> {
     }
 
     pub(crate) fn id_filter(&self, id: &M::Id) -> Result<Document, EncodeProblem> {
-        match bson::to_bson(id) {
+        match crate::value::to_bson(id) {
             Ok(id) => Ok(doc! { "_id": id }),
             Err(e) => Err(EncodeProblem {
                 what: "the _id".to_owned(),
@@ -796,7 +796,7 @@ impl<M: Model> Repo<M> {
             collection: M::COLLECTION.to_owned(),
             operation,
         })?;
-        bson::to_bson(&id).map_err(|e| Error::Encode {
+        crate::value::to_bson(&id).map_err(|e| Error::Encode {
             collection: M::COLLECTION.to_owned(),
             what: "the _id".to_owned(),
             reason: e.to_string(),

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -62,14 +63,23 @@ impl Owner {
 static MANUAL: LazyLock<std::sync::Mutex<HashMap<Owner, Vec<Scope>>>> =
     LazyLock::new(Default::default);
 
+/// How many manual transactions are registered in [`MANUAL`], changed under its lock. While it
+/// is zero, operations need not take that process-wide lock at all. A task that registered one
+/// itself always sees its own count: registering happened before, on this task.
+static MANUAL_OPEN: AtomicUsize = AtomicUsize::new(0);
+
 /// The scopes running on the current task, innermost last: the manual transactions it began,
 /// then the scopes it runs in.
 pub(crate) fn scopes() -> Vec<Scope> {
-    let mut stack = MANUAL
-        .lock()
-        .ok()
-        .and_then(|manual| manual.get(&Owner::current()).cloned())
-        .unwrap_or_default();
+    let mut stack = if MANUAL_OPEN.load(Ordering::Acquire) == 0 {
+        Vec::new()
+    } else {
+        MANUAL
+            .lock()
+            .ok()
+            .and_then(|manual| manual.get(&Owner::current()).cloned())
+            .unwrap_or_default()
+    };
     stack.extend(SCOPES.try_with(Clone::clone).unwrap_or_default());
     stack
 }
@@ -79,6 +89,7 @@ pub(crate) fn register(scope: Scope) -> Owner {
     let owner = Owner::current();
     if let Ok(mut manual) = MANUAL.lock() {
         manual.entry(owner).or_default().push(scope);
+        MANUAL_OPEN.fetch_add(1, Ordering::Release);
     }
     owner
 }
@@ -88,12 +99,14 @@ pub(crate) fn unregister(task: Owner, shared: &super::SharedSession) {
     if let Ok(mut manual) = MANUAL.lock()
         && let Some(stack) = manual.get_mut(&task)
     {
+        let before = stack.len();
         stack.retain(|scope| {
             !scope
                 .bound
                 .as_ref()
                 .is_some_and(|bound| Arc::ptr_eq(&bound.shared, shared))
         });
+        MANUAL_OPEN.fetch_sub(before - stack.len(), Ordering::Release);
         if stack.is_empty() {
             manual.remove(&task);
         }

@@ -117,6 +117,10 @@ impl VersionLedger {
         claimed: i64,
     ) -> Option<Phantom> {
         let ledger = self.phantoms.lock().ok()?;
+        // The common case, no attempt ever rolled back: no key to build.
+        if ledger.by_document.is_empty() {
+            return None;
+        }
         ledger
             .by_document
             .get(&ledger_key(database, collection, id))?
@@ -137,6 +141,9 @@ impl VersionLedger {
         let Ok(mut ledger) = self.phantoms.lock() else {
             return;
         };
+        if ledger.by_document.is_empty() {
+            return;
+        }
         let key = ledger_key(database, collection, id);
         if let Some(phantoms) = ledger.by_document.get_mut(&key) {
             phantoms.retain(|p| p.claimed >= stored);

@@ -4,7 +4,7 @@
 //! The metadata is decoded first and on its own so that an event whose documents do not fit
 //! the model still has a token: a consumer can record it as bad and step over it.
 
-use mongodb::bson::{self, Bson, DateTime, Document, RawDocumentBuf, Timestamp};
+use mongodb::bson::{Bson, DateTime, Document, RawDocumentBuf, Timestamp};
 use serde::Deserialize;
 
 use super::ResumeToken;
@@ -152,7 +152,7 @@ impl Event {
             field: "documentKey._id".to_owned(),
             reason: "the event has no document key".to_owned(),
         })?;
-        bson::from_bson(id.clone()).map_err(|e| Error::Decode {
+        crate::value::from_bson(id.clone()).map_err(|e| Error::Decode {
             collection: collection.to_owned(),
             id: Some(id.into()),
             field: "_id".to_owned(),

@@ -106,8 +106,9 @@ impl<'a, M: Model> FindOne<'a, M> {
             options,
             session: self.session,
         };
-        let mut results = find.open_stream().await?;
-        results.next().await.transpose()
+        // The cursor is read in place: a one-document lookup needs no boxed stream.
+        let mut state = find.open().await?;
+        next_document::<M>(self.repo, &mut state).await.transpose()
     }
 }
 

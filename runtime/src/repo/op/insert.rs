@@ -5,7 +5,7 @@ use std::future::IntoFuture;
 use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{self, Bson, DateTime, RawBsonRef, RawDocumentBuf};
+use mongodb::bson::{Bson, DateTime, RawBsonRef, RawDocumentBuf};
 use mongodb::error::ErrorKind;
 use mongodb::options::InsertManyOptions;
 
@@ -19,8 +19,8 @@ use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
 
-/// Prepares a model for insertion, straight to raw BSON: `_id: null` dropped, version 0, both
-/// timestamps.
+/// Prepares a model for insertion, straight to raw BSON: an `_id` made here when it has none
+/// (first, where the server stores it), version 0, both timestamps.
 pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<RawDocumentBuf> {
     let raw = encode_raw(M::COLLECTION, "the document", doc)?;
     let mut set: Vec<(&str, RawBsonRef<'_>)> = Vec::with_capacity(3);
@@ -31,7 +31,7 @@ pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<RawDocument
         set.push((ts.created, RawBsonRef::DateTime(now)));
         set.push((ts.updated, RawBsonRef::DateTime(now)));
     }
-    with_fields(M::COLLECTION, &raw, &set)
+    with_fields(M::COLLECTION, &raw, Some(ObjectId::new()), &set)
 }
 
 /// The `_id` of a prepared document, made here (and written into it) when the model has none,
@@ -54,7 +54,7 @@ pub(crate) fn ensure_id(body: &mut RawDocumentBuf) -> Bson {
 
 /// Applies a successful insert (or an upsert that inserted) to the in-memory model.
 pub(crate) fn inserted<M: Model>(doc: &mut M, id: Bson, now: DateTime) -> Result<M::Id> {
-    let id: M::Id = bson::from_bson(id.clone()).map_err(|e| Error::Decode {
+    let id: M::Id = crate::value::from_bson(id.clone()).map_err(|e| Error::Decode {
         collection: M::COLLECTION.to_owned(),
         id: Some(id.into()),
         field: "_id".to_owned(),
@@ -225,7 +225,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
                 });
             }
             ids.push(id);
-            bodies.push(raw);
+            bodies.push(Some(raw));
         }
         // An oversized document is never sent: an ordered batch stops before it, an unordered
         // one goes on without it.
@@ -241,7 +241,9 @@ impl<'a, M: Model> InsertMany<'a, M> {
         }
         let mut sent_failures = Vec::new();
         if !send.is_empty() {
-            let batch: Vec<RawDocumentBuf> = send.iter().map(|&i| bodies[i].clone()).collect();
+            // Moved, not copied: nothing reads a body once it is sent.
+            let batch: Vec<RawDocumentBuf> =
+                send.iter().filter_map(|&i| bodies[i].take()).collect();
             let mut options = InsertManyOptions::default();
             options.ordered = Some(self.ordered);
             let result = {
@@ -302,7 +304,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
     fn ids(&self, ids: Vec<Bson>) -> Result<Vec<M::Id>> {
         ids.into_iter()
             .map(|id| {
-                bson::from_bson(id.clone()).map_err(|e| Error::Decode {
+                crate::value::from_bson(id.clone()).map_err(|e| Error::Decode {
                     collection: M::COLLECTION.to_owned(),
                     id: Some(id.into()),
                     field: "_id".to_owned(),

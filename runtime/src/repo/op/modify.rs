@@ -112,7 +112,7 @@ where
         };
         let loaded = loaded.ok_or_else(|| Error::NotFound {
             collection: M::COLLECTION.to_owned(),
-            id: mongodb::bson::to_bson(&self.id).ok().map(Into::into),
+            id: crate::value::to_bson(&self.id).ok().map(Into::into),
         })?;
         let before = encode(&loaded)?;
         let mut doc = (self.change)(loaded).await?;

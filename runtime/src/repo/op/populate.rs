@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use mongodb::ClientSession;
-use mongodb::bson::{self, Bson, doc};
+use mongodb::bson::{Bson, doc};
 
 use super::find::{Find, FindOne};
 use crate::error::{Error, Result};
@@ -195,7 +195,7 @@ struct Loaded<M, T> {
 fn key_of<T: Model>(target: &T) -> Option<Vec<u8>> {
     target
         .id()
-        .and_then(|id| bson::to_bson(&id).ok())
+        .and_then(|id| crate::value::to_bson(&id).ok())
         .map(|id| id_key(&id))
 }
 
@@ -260,12 +260,13 @@ fn attach<M: Model, T: Model, D>(
                     });
                 }
                 None => {
-                    let typed = bson::from_bson::<T::Id>(id).map_err(|e| Error::Decode {
-                        collection: M::COLLECTION.to_owned(),
-                        id: own_id.clone().map(Into::into),
-                        field: path.to_owned(),
-                        reason: e.to_string(),
-                    })?;
+                    let typed =
+                        crate::value::from_bson::<T::Id>(id).map_err(|e| Error::Decode {
+                            collection: M::COLLECTION.to_owned(),
+                            id: own_id.clone().map(Into::into),
+                            field: path.to_owned(),
+                            reason: e.to_string(),
+                        })?;
                     refs.push(Resolved::Dangling(typed));
                 }
             }

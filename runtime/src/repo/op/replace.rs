@@ -65,7 +65,7 @@ async fn replace_checked<M: Model>(
     if let Some(ts) = M::TIMESTAMPS {
         set.push((ts.updated, RawBsonRef::DateTime(now)));
     }
-    let body = with_fields(M::COLLECTION, &encoded, &set)?;
+    let body = with_fields(M::COLLECTION, &encoded, None, &set)?;
     let recorded = in_transaction.then(|| body.clone());
     let result = run_in!(guard, repo.raw.replace_one(filter, body));
     let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);

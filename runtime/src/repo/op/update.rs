@@ -72,7 +72,8 @@ struct Core<'a, M: Model> {
 
 /// The documents of an update, ready to send.
 struct Prepared {
-    /// The caller's filter (after `before_update`), without the version condition.
+    /// The caller's filter (after `before_update`), without the version condition; empty when
+    /// neither a conflict check nor an upsert's insert step will need it.
     filter: Document,
     /// The filter sent: with the version condition when one is expected.
     checked: Document,
@@ -125,12 +126,9 @@ impl<'a, M: Model> Core<'a, M> {
             .into_iter()
             .map(|part| repo.checked_part(part, "an array filter"))
             .collect::<Result<Vec<_>>>()?;
-        let placeholder = || {
-            Err(EncodeProblem {
-                what: "the filter".to_owned(),
-                reason: "already used".to_owned(),
-            })
-        };
+        // `prepare` runs once per operation, so the parts taken here are never read again; an
+        // empty document allocates nothing.
+        let placeholder = || Ok(Document::new());
         let mut filter = repo.checked_part(
             std::mem::replace(&mut self.filter, placeholder()),
             "the filter",
@@ -142,11 +140,22 @@ impl<'a, M: Model> Core<'a, M> {
         lifecycle::before_update(repo, &mut self.session, &mut filter, &mut update, operation)
             .await?;
         let now = DateTime::now();
-        let checked = match (M::VERSION_FIELD, self.expected_version) {
-            (Some(field), Some(expected)) => occ::with_version(filter.clone(), field, expected),
-            _ => filter.clone(),
+        // Copies are made only for the steps that need them: the caller's filter again for a
+        // conflict check or an upsert's insert step, the update for that insert step.
+        let keep_filter = self.expected_version.is_some() || self.upsert;
+        let (filter, checked) = match (M::VERSION_FIELD, self.expected_version) {
+            (Some(field), Some(expected)) => {
+                (filter.clone(), occ::with_version(filter, field, expected))
+            }
+            _ if keep_filter => (filter.clone(), filter),
+            _ => (Document::new(), filter),
         };
-        let mut found = update.clone();
+        let insert = if self.upsert && !self.upsert_in_one_step() {
+            for_insert::<M>(update.clone(), now)
+        } else {
+            Document::new()
+        };
+        let mut found = update;
         if M::VERSION_FIELD.is_some() {
             // The update step of a versioned model never inserts (an upsert's insert is its own
             // step), so insert-only values would do nothing here; the version's `$inc` keeps
@@ -162,7 +171,7 @@ impl<'a, M: Model> Core<'a, M> {
             filter,
             checked,
             update: found,
-            insert: for_insert::<M>(update, now),
+            insert,
             array_filters: (!array_filters.is_empty()).then_some(array_filters),
         })
     }
@@ -188,7 +197,7 @@ impl<'a, M: Model> Core<'a, M> {
     async fn update(mut self, many: bool) -> Result<UpdateOutcome> {
         let repo = self.repo;
         let operation = if many { "update_many" } else { "update_one" };
-        let prepared = self.prepare(operation).await?;
+        let mut prepared = self.prepare(operation).await?;
         let mut rounds = 0;
         let outcome = loop {
             rounds += 1;
@@ -197,7 +206,15 @@ impl<'a, M: Model> Core<'a, M> {
             options.array_filters = prepared.array_filters.clone();
             let result = {
                 let mut guard = self.session.lock().await?;
-                let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
+                // Only an upsert comes back to this step (after its insert step lost a race).
+                let (filter, update) = if self.upsert {
+                    (prepared.checked.clone(), prepared.update.clone())
+                } else {
+                    (
+                        std::mem::take(&mut prepared.checked),
+                        std::mem::take(&mut prepared.update),
+                    )
+                };
                 if many {
                     run_in!(
                         guard,

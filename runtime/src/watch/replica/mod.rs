@@ -290,7 +290,7 @@ impl<M: Model> Replica<M> {
     }
 
     fn id_bson(&self, id: &M::Id) -> Result<Bson> {
-        bson::to_bson(id).map_err(|e| Error::Encode {
+        crate::value::to_bson(id).map_err(|e| Error::Encode {
             collection: M::COLLECTION.to_owned(),
             what: "the _id".to_owned(),
             reason: e.to_string(),

@@ -171,7 +171,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                         .map(|ts| (ts.updated, RawBsonRef::DateTime(now)))
                         .into_iter()
                         .collect();
-                    let body = with_fields(M::COLLECTION, &encoded, &set)?;
+                    let body = with_fields(M::COLLECTION, &encoded, None, &set)?;
                     let mut item = RawDocumentBuf::new();
                     item.append("q", raw(&filter)?);
                     item.append("u", body);

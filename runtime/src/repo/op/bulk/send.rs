@@ -217,7 +217,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 if let Some(ts) = M::TIMESTAMPS {
                     set.push((ts.updated, RawBsonRef::DateTime(now)));
                 }
-                let body = with_fields(M::COLLECTION, &encoded, &set)?;
+                let body = with_fields(M::COLLECTION, &encoded, None, &set)?;
                 let checked = occ::with_version(filter.clone(), field, expected);
                 let result = run_in!(guard, repo.raw.replace_one(checked, body)).map_err(failed)?;
                 if result.matched_count > 0 {
