@@ -1,9 +1,5 @@
 //! Documents from the server into models, with errors that name the document and the field.
 
-use std::ops::Range;
-
-use mongodb::bson::oid::ObjectId;
-use mongodb::bson::spec::ElementType;
 use mongodb::bson::{self, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -117,101 +113,6 @@ pub(crate) fn encode_raw<T: Serialize>(
             })
         }
     }
-}
-
-/// `raw` with mongrove's own fields written in: each of `set` replaces the model's value of
-/// that key where it stands, or is appended; an `_id: null` (an `Option` id that serde wrote as
-/// null) is dropped, since it would be stored as a real `_id: null`. `id`, if given, is written
-/// first when the document has no `_id` of its own: the driver would otherwise prepend one by
-/// copying the whole document once more.
-///
-/// One pass over the bytes: the model's other elements are copied as they are, never decoded
-/// and encoded again.
-pub(crate) fn with_fields(
-    collection: &str,
-    raw: &RawDocument,
-    id: Option<ObjectId>,
-    set: &[(&str, RawBsonRef<'_>)],
-) -> Result<RawDocumentBuf> {
-    let malformed = |e: bson::raw::Error| Error::Encode {
-        collection: collection.to_owned(),
-        what: "the document".to_owned(),
-        reason: e.to_string(),
-    };
-    // mongrove's own elements, encoded once, each remembered by its byte range (an element
-    // appended to a raw document ends just before the document's closing NUL). Their keys are
-    // the derive's checked names, so `append_ref` cannot meet a NUL byte.
-    let mut fresh = RawDocumentBuf::new();
-    let mut appended = |key: &str, value: RawBsonRef<'_>| {
-        let start = fresh.as_bytes().len() - 1;
-        fresh.append_ref(key, value);
-        start..fresh.as_bytes().len() - 1
-    };
-    let id_range = id.map(|id| appended("_id", RawBsonRef::ObjectId(id)));
-    let set_ranges: Vec<Range<usize>> = set.iter().map(|(k, v)| appended(k, *v)).collect();
-    let fresh_bytes = fresh.as_bytes();
-
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() + fresh_bytes.len());
-    out.extend_from_slice(&[0; 4]);
-    // Provisional until the pass finds whether the document has an `_id` of its own.
-    let mut made_id = id_range.map(|range| {
-        out.extend_from_slice(&fresh_bytes[range.clone()]);
-        4..4 + range.len()
-    });
-    let mut written = vec![false; set.len()];
-    for element in elements(raw) {
-        let (key, range, kind) = element.map_err(malformed)?;
-        if key == "_id" {
-            if kind == ElementType::Null {
-                continue;
-            }
-            if let Some(made) = made_id.take() {
-                out.drain(made);
-            }
-            out.extend_from_slice(&bytes[range]);
-            continue;
-        }
-        match set.iter().position(|(k, _)| *k == key) {
-            Some(i) => {
-                if !written[i] {
-                    written[i] = true;
-                    out.extend_from_slice(&fresh_bytes[set_ranges[i].clone()]);
-                }
-            }
-            None => out.extend_from_slice(&bytes[range]),
-        }
-    }
-    for (i, range) in set_ranges.iter().enumerate() {
-        if !written[i] {
-            out.extend_from_slice(&fresh_bytes[range.clone()]);
-        }
-    }
-    out.push(0);
-    let length = i32::try_from(out.len()).map_err(|_| Error::Encode {
-        collection: collection.to_owned(),
-        what: "the document".to_owned(),
-        reason: "larger than BSON can describe (2 GiB)".to_owned(),
-    })?;
-    out[..4].copy_from_slice(&length.to_le_bytes());
-    RawDocumentBuf::from_bytes(out).map_err(malformed)
-}
-
-/// The top-level elements of `doc`: each one's key, the range of its bytes (type, key, value)
-/// in `doc`, and its type.
-fn elements(
-    doc: &RawDocument,
-) -> impl Iterator<Item = std::result::Result<(&str, Range<usize>, ElementType), bson::raw::Error>> + '_
-{
-    let mut at = 4;
-    doc.iter_elements().map(move |element| {
-        let element = element?;
-        // The type byte, the key and its NUL, then the value.
-        let size = 2 + element.key().len() + element.len();
-        let range = at..at + size;
-        at += size;
-        Ok((element.key(), range, element.element_type()))
-    })
 }
 
 fn depth_error(collection: &str, id: Option<Bson>, path: String) -> Error {
@@ -420,63 +321,6 @@ mod tests {
             matches!(&error, Error::Encode { what, .. } if what.contains("pattern")),
             "{error:?}"
         );
-    }
-
-    #[test]
-    fn mongroves_fields_are_written_in_place_and_a_null_id_dropped() {
-        let raw = mongodb::bson::rawdoc! { "_id": null, "a": 1, "version": 9_i64, "b": 2 };
-        let out = with_fields(
-            "c",
-            &raw,
-            None,
-            &[
-                ("version", RawBsonRef::Int64(0)),
-                ("at", RawBsonRef::Int32(5)),
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            mongodb::bson::rawdoc! { "a": 1, "version": 0_i64, "b": 2, "at": 5 }
-        );
-    }
-
-    #[test]
-    fn a_documents_own_id_wins_over_a_made_one() {
-        let own = ObjectId::new();
-        let raw = mongodb::bson::rawdoc! { "a": 1, "_id": own, "version": 3_i64 };
-        let out = with_fields(
-            "c",
-            &raw,
-            Some(ObjectId::new()),
-            &[
-                ("version", RawBsonRef::Int64(4)),
-                ("at", RawBsonRef::Int32(5)),
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            mongodb::bson::rawdoc! { "a": 1, "_id": own, "version": 4_i64, "at": 5 }
-        );
-        let text = mongodb::bson::rawdoc! { "_id": "key", "b": [1, "x", { "c": null }] };
-        let out = with_fields("c", &text, Some(ObjectId::new()), &[]).unwrap();
-        assert_eq!(out, text);
-    }
-
-    #[test]
-    fn a_made_id_goes_first_and_replaces_a_null_one() {
-        let id = ObjectId::new();
-        let raw = mongodb::bson::rawdoc! { "a": { "x": [1, 2] }, "_id": null, "version": 3_i64 };
-        let out = with_fields("c", &raw, Some(id), &[("version", RawBsonRef::Int64(0))]).unwrap();
-        assert_eq!(
-            out,
-            mongodb::bson::rawdoc! { "_id": id, "a": { "x": [1, 2] }, "version": 0_i64 }
-        );
-        // The result is a whole, valid document: every element reads back.
-        assert_eq!(out.iter().filter(Result::is_ok).count(), 3);
-        let empty = with_fields("c", &mongodb::bson::rawdoc! {}, Some(id), &[]).unwrap();
-        assert_eq!(empty, mongodb::bson::rawdoc! { "_id": id });
     }
 
     #[test]

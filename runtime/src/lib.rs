@@ -70,6 +70,7 @@ mod hooks;
 mod model;
 mod projection;
 pub mod query;
+mod raw_fields;
 mod relation;
 mod repo;
 mod retry;

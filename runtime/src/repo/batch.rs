@@ -22,7 +22,6 @@ use mongodb::bson::{Bson, RawDocumentBuf, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::InsertManyOptions;
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
 use crate::error::{Error, Result};
 
@@ -212,7 +211,7 @@ impl Batcher {
             operation = "find_by_id",
             size = calls.len()
         );
-        async {
+        let send = async {
             let mut ids: Vec<Bson> = Vec::with_capacity(calls.len());
             for call in &calls {
                 if !ids.contains(&call.id) {
@@ -237,9 +236,8 @@ impl Batcher {
                     }
                 }
             }
-        }
-        .instrument(span)
-        .await;
+        };
+        crate::repo::trace::instrumented(send, span).await;
     }
 
     /// The documents with these ids, each with its `_id`.
@@ -285,7 +283,7 @@ impl Batcher {
             operation = "insert",
             size = calls.len()
         );
-        async {
+        let send = async {
             let (bodies, replies): (Vec<_>, Vec<_>) =
                 calls.into_iter().map(|c| (c.body, c.reply)).unzip();
             let mut outcomes: Vec<Option<InsertOutcome>> = Vec::with_capacity(replies.len());
@@ -347,9 +345,8 @@ impl Batcher {
                     let _ = reply.send(outcome);
                 }
             }
-        }
-        .instrument(span)
-        .await;
+        };
+        crate::repo::trace::instrumented(send, span).await;
     }
 }
 

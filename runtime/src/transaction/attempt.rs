@@ -5,9 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::repo::trace::instrumented;
 use mongodb::bson::doc;
 use mongodb::options::TransactionOptions;
-use tracing::Instrument;
 
 use super::tx::Tx;
 use crate::db::Db;
@@ -205,7 +205,7 @@ impl TxSession {
                 let mut session = self.shared.session.lock().await;
                 session.commit_transaction().await
             };
-            let error = match clock.bound(once.instrument(span)).await {
+            let error = match clock.bound(instrumented(once, span)).await {
                 Some(Ok(())) => {
                     self.committed();
                     return Commit::Done;

@@ -144,7 +144,7 @@ macro_rules! transaction_loop {
             return $call.await;
         }
         let span = ::tracing::info_span!("transaction", db = db.name());
-        ::tracing::Instrument::instrument(
+        $crate::repo::trace::instrumented(
             async {
                 let Some(mut session) = $crate::transaction::open(db, options).await? else {
                     let local = $crate::transaction::Tx::new(db.clone(), None);
@@ -161,7 +161,7 @@ macro_rules! transaction_loop {
                     let current = session.tx(attempt);
                     let $tx = &current;
                     let body = ::futures_util::FutureExt::catch_unwind(
-                        ::std::panic::AssertUnwindSafe(::tracing::Instrument::instrument(
+                        ::std::panic::AssertUnwindSafe($crate::repo::trace::instrumented(
                             $crate::session::ambient::within($tx.scope(), $call),
                             ::tracing::debug_span!("attempt", number = attempt),
                         )),

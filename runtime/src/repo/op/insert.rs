@@ -11,10 +11,11 @@ use mongodb::options::InsertManyOptions;
 
 use super::{awaitable, session_setter};
 use crate::db::ServerLimits;
-use crate::decode::{encode_raw, with_fields};
+use crate::decode::encode_raw;
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
+use crate::raw_fields::with_fields;
 use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};

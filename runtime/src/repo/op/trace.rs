@@ -7,8 +7,9 @@
 
 use std::future::Future;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use tracing::field::Empty;
+use tracing::instrument::Instrumented;
 use tracing::{Instrument, Span};
 
 use crate::error::{BulkOutcome, Result};
@@ -70,6 +71,16 @@ pub(crate) fn traced<'a, T: Send + 'a>(
         }
         .instrument(span),
     )
+}
+
+/// `future` inside `span`, or `future` as it is when the span is disabled (no subscriber
+/// listens at its level): a disabled span still costs an enter and an exit at every poll.
+pub(crate) fn instrumented<F: Future>(future: F, span: Span) -> Either<Instrumented<F>, F> {
+    if span.is_disabled() {
+        Either::Right(future)
+    } else {
+        Either::Left(future.instrument(span))
+    }
 }
 
 /// Records nothing beyond success.

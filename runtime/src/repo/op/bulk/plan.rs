@@ -5,10 +5,11 @@ use mongodb::bson::{Bson, DateTime, Document, RawBsonRef, RawDocumentBuf, doc};
 
 use super::{BulkWrite, WriteOp};
 use crate::db::ServerLimits;
-use crate::decode::{encode_raw, with_fields};
+use crate::decode::encode_raw;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::Filter;
+use crate::raw_fields::with_fields;
 use crate::repo::op::bookkeeping::{bookkept, for_insert};
 use crate::repo::op::insert::{ensure_id, insertable, too_large};
 
