@@ -55,6 +55,9 @@ def bench_binary():
 
 def count(binary, workload, side, scale):
     with tempfile.TemporaryDirectory() as scratch:
+        # One malloc arena: with one per thread, which arena frees what depends on which tokio
+        # worker ran a task, and malloc's own work then varies by ~1% from run to run.
+        env = dict(os.environ, MALLOC_ARENA_MAX="1")
         run = subprocess.run(
             [
                 "valgrind",
@@ -72,6 +75,7 @@ def count(binary, workload, side, scale):
                 str(scale),
             ],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -35,10 +35,13 @@ pub(crate) fn with_fields(
             set.len()
         )));
     }
-    // mongrove's own elements, encoded once, each remembered by its byte range (an element
-    // appended to a raw document ends just before the document's closing NUL). Their keys are
-    // the derive's checked names, so `append_ref` cannot meet a NUL byte.
-    let mut fresh = RawDocumentBuf::new();
+    // mongrove's own elements, encoded once (into room for the usual three), each remembered by
+    // its byte range (an element appended to a raw document ends just before the document's
+    // closing NUL). Their keys are the derive's checked names, so `append_ref` cannot meet a
+    // NUL byte.
+    let mut empty = Vec::with_capacity(64);
+    empty.extend_from_slice(&[5, 0, 0, 0, 0]);
+    let mut fresh = RawDocumentBuf::from_bytes(empty).map_err(|e| malformed(e.to_string()))?;
     let mut appended = |key: &str, value: RawBsonRef<'_>| {
         let start = fresh.as_bytes().len() - 1;
         fresh.append_ref(key, value);

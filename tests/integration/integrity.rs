@@ -752,3 +752,39 @@ async fn find_one_and_update_that_cannot_decode_says_the_update_was_applied() {
     assert_eq!(stored.get_i64("edits").unwrap(), 1, "the update happened");
     // ANCHOR_END: applied
 }
+
+/// An upserting replace of a model without an id, filtered on an `_id`, stores the document
+/// under that `_id` (the server takes it from the filter), in a replace and in a bulk write.
+#[tokio::test]
+async fn an_upsert_without_an_id_stores_the_document_under_the_filters_id() {
+    let db = common::db().await;
+    let tickets = db.repo::<Ticket>();
+    let f = Ticket::fields();
+    let wanted = ObjectId::new();
+    let mut fresh = ticket("from the filter");
+    let outcome = tickets
+        .replace(f.id.eq(wanted), &mut fresh)
+        .upsert(true)
+        .await
+        .unwrap();
+    assert_eq!(outcome.upserted_id, Some(Bson::ObjectId(wanted)));
+    assert_eq!(fresh.id, Some(wanted));
+    let stored = load(&db, wanted).await;
+    assert_eq!(
+        (stored.title.as_str(), stored.version),
+        ("from the filter", 0)
+    );
+    assert_eq!(tickets.count(Filter::all()).await.unwrap(), 1);
+
+    let other = ObjectId::new();
+    tickets
+        .bulk_write(vec![WriteOp::ReplaceOne {
+            filter: f.id.eq(other),
+            doc: ticket("bulk"),
+            upsert: true,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(load(&db, other).await.title, "bulk");
+    assert_eq!(tickets.count(Filter::all()).await.unwrap(), 2);
+}

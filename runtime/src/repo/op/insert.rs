@@ -20,9 +20,39 @@ use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
 
-/// Prepares a model for insertion, straight to raw BSON: an `_id` made here when it has none
-/// (first, where the server stores it), version 0, both timestamps.
+/// Prepares a model for an upsert's insert, straight to raw BSON: version 0, both timestamps,
+/// and no `_id` when the model has none (the server takes it from the filter, or makes one).
 pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<RawDocumentBuf> {
+    prepared(doc, now, None)
+}
+
+/// Prepares a new document and says its `_id`: the model's own, or one made here and written
+/// first (where the server stores it), so that the caller knows it whatever the server does.
+pub(crate) fn insertable_with_id<M: Model>(
+    doc: &M,
+    now: DateTime,
+) -> Result<(RawDocumentBuf, Bson)> {
+    let made = ObjectId::new();
+    let body = prepared(doc, now, Some(made))?;
+    let id = match body.iter_elements().next() {
+        // The made id is written first when the model has none.
+        Some(Ok(first))
+            if first.key() == "_id"
+                && matches!(first.value(), Ok(RawBsonRef::ObjectId(id)) if id == made) =>
+        {
+            Bson::ObjectId(made)
+        }
+        _ => body
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
+            .unwrap_or(Bson::ObjectId(made)),
+    };
+    Ok((body, id))
+}
+
+fn prepared<M: Model>(doc: &M, now: DateTime, id: Option<ObjectId>) -> Result<RawDocumentBuf> {
     let raw = encode_raw(M::COLLECTION, "the document", doc)?;
     let mut set: Vec<(&str, RawBsonRef<'_>)> = Vec::with_capacity(3);
     if let Some(version) = M::VERSION_FIELD {
@@ -32,25 +62,7 @@ pub(crate) fn insertable<M: Model>(doc: &M, now: DateTime) -> Result<RawDocument
         set.push((ts.created, RawBsonRef::DateTime(now)));
         set.push((ts.updated, RawBsonRef::DateTime(now)));
     }
-    with_fields(M::COLLECTION, &raw, Some(ObjectId::new()), &set)
-}
-
-/// The `_id` of a prepared document, made here (and written into it) when the model has none,
-/// so that the caller knows it whatever the server does.
-pub(crate) fn ensure_id(body: &mut RawDocumentBuf) -> Bson {
-    let found = body
-        .get("_id")
-        .ok()
-        .flatten()
-        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
-    match found {
-        Some(id) => id,
-        None => {
-            let id = ObjectId::new();
-            body.append("_id", id);
-            Bson::ObjectId(id)
-        }
-    }
+    with_fields(M::COLLECTION, &raw, id, &set)
 }
 
 /// Applies a successful insert (or an upsert that inserted) to the in-memory model.
@@ -100,25 +112,18 @@ impl<'a, M: Model> Insert<'a, M> {
         .await?;
         lifecycle::validate(repo, &mut self.session, self.doc, "insert").await?;
         let now = DateTime::now();
-        let body = insertable(self.doc, now)?;
-        if let Some(id) = self.batched(&body).await? {
-            let id = inserted(self.doc, id, now)?;
-            lifecycle::hook_ref(
-                repo,
-                &mut self.session,
-                self.doc,
-                HookPoint::AfterInsert,
-                "insert",
-            )
-            .await?;
-            return Ok(id);
-        }
-        let result = {
-            let mut guard = self.session.lock().await?;
-            run_in!(guard, repo.raw.insert_one(body))
+        let (body, id) = insertable_with_id(self.doc, now)?;
+        let id = match self.batched(body, id).await? {
+            Batched::Sent(id) => id,
+            Batched::Not(body) => {
+                let result = {
+                    let mut guard = self.session.lock().await?;
+                    run_in!(guard, repo.raw.insert_one(body))
+                };
+                result.map_err(|e| repo.driver_error(e))?.inserted_id
+            }
         };
-        let result = result.map_err(|e| repo.driver_error(e))?;
-        let id = inserted(self.doc, result.inserted_id, now)?;
+        let id = inserted(self.doc, id, now)?;
         lifecycle::hook_ref(
             repo,
             &mut self.session,
@@ -131,28 +136,33 @@ impl<'a, M: Model> Insert<'a, M> {
     }
 }
 
+/// Whether an insert went through the batcher.
+enum Batched {
+    /// Written, under this `_id`.
+    Sent(Bson),
+    /// Not batched: the body, to send alone.
+    Not(RawDocumentBuf),
+}
+
 impl<M: Model> Insert<'_, M> {
     /// Sends the document through the repository's batcher when it has one and the insert
-    /// runs outside any session; returns the stored `_id`, or `None` when the insert is not
-    /// batched.
-    async fn batched(&mut self, body: &RawDocumentBuf) -> Result<Option<Bson>> {
+    /// runs outside any session.
+    async fn batched(&mut self, body: RawDocumentBuf, id: Bson) -> Result<Batched> {
         let Some(batcher) = &self.repo.batcher else {
-            return Ok(None);
+            return Ok(Batched::Not(body));
         };
         self.session.resolve().await?;
         if !matches!(self.session, SessionSlot::None) {
-            return Ok(None);
+            return Ok(Batched::Not(body));
         }
-        let mut raw = body.clone();
-        let id = ensure_id(&mut raw);
         // A document over the size limit would fail its whole batch: it goes alone, and the
         // server's refusal is its own.
         let limits = self.repo.db.server_limits().await?;
-        if raw.as_bytes().len() > limits.max_bson_object_size {
-            return Ok(None);
+        if body.as_bytes().len() > limits.max_bson_object_size {
+            return Ok(Batched::Not(body));
         }
-        match batcher.insert(raw).await? {
-            InsertOutcome::Written => Ok(Some(id)),
+        match batcher.insert(body).await? {
+            InsertOutcome::Written => Ok(Batched::Sent(id)),
             InsertOutcome::Refused { code, message } => {
                 Err(crate::error::write_error(M::COLLECTION, 0, code, &message))
             }
@@ -217,8 +227,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
         let mut bodies = Vec::with_capacity(self.docs.len());
         let mut oversized = Vec::new();
         for (index, doc) in self.docs.iter().enumerate() {
-            let mut raw = insertable(doc, now)?;
-            let id = ensure_id(&mut raw);
+            let (raw, id) = insertable_with_id(doc, now)?;
             if raw.as_bytes().len() > limits.max_bson_object_size {
                 oversized.push(FailedWrite {
                     index,

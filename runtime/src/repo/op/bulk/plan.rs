@@ -11,7 +11,7 @@ use crate::model::Model;
 use crate::query::Filter;
 use crate::raw_fields::with_fields;
 use crate::repo::op::bookkeeping::{bookkept, for_insert};
-use crate::repo::op::insert::{ensure_id, insertable, too_large};
+use crate::repo::op::insert::{insertable_with_id, too_large};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Kind {
@@ -110,9 +110,8 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 if expected.is_some() {
                     return Err(not_checkable::<M>(index, "an insert"));
                 }
-                let mut body = insertable(&doc, now)?;
                 // The ids of the batch are reported, so they are made here, not by the server.
-                let id = ensure_id(&mut body);
+                let (body, id) = insertable_with_id(&doc, now)?;
                 sized_raw(Kind::Insert, body, Some(id))?
             }
             WriteOp::UpdateOne {
