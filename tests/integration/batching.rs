@@ -348,3 +348,31 @@ async fn calls_in_a_transaction_or_a_session_are_not_batched() {
     assert_eq!(found, 1);
     assert_eq!(sent.count("find"), 2);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_caller_strands_no_other_call_of_its_batch() {
+    let test = common::db().await;
+    let cards = test.repo::<Card>().batched();
+    for i in 0..6 {
+        cards.insert(&mut card(&format!("k{i}"))).await.unwrap();
+    }
+    // The batch's find is held by the server well past the first caller's patience.
+    let _held = test
+        .fail_point(
+            testkit::FailCommand::new(["find"])
+                .block_for(Duration::from_millis(400))
+                .times(1),
+        )
+        .await
+        .unwrap();
+    let impatient = tokio::time::timeout(
+        Duration::from_millis(100),
+        cards.find_by_id("k0".to_owned()).into_future(),
+    );
+    let patient = join_all((1..6).map(|i| cards.find_by_id(format!("k{i}")).into_future()));
+    let (gave_up, found) = tokio::join!(impatient, patient);
+    assert!(gave_up.is_err(), "the first caller stopped waiting");
+    for (i, found) in (1..6).zip(found) {
+        assert_eq!(found.unwrap().map(|c| c.id), Some(format!("k{i}")));
+    }
+}

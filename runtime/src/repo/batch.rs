@@ -2,11 +2,12 @@
 //! and [`Repo::batched`]).
 //!
 //! The scheduling is DataLoader's, without a timer: a call that finds nothing in flight on its
-//! collection yields to the scheduler once, then its caller sends it together with the calls
-//! made in that same pass (a lone caller waits for nothing but that yield); calls that arrive
-//! while a round trip is in flight queue up, and when it comes back they all leave together as
-//! one `find({_id: {$in: [...]}})` or one unordered `insertMany`, sent by a task of their own. Each caller gets its own answer: its document or `None`, its own
-//! duplicate-key error.
+//! collection yields to the scheduler once. If no other call came in that pass, its caller
+//! sends it alone (a lone caller waits for nothing but that yield); otherwise they all leave
+//! together. Calls that arrive while a round trip is in flight queue up and leave together
+//! when it comes back. A batch is one `find({_id: {$in: [...]}})` or one unordered
+//! `insertMany`, sent by a task of its own, so that no caller's cancellation strands another's
+//! call. Each caller gets its own answer: its document or `None`, its own duplicate-key error.
 //!
 //! Only calls without a session are batched: a call in a transaction (or given a session) runs
 //! on its own, so no batch ever mixes sessions or transactions.
@@ -114,15 +115,16 @@ impl Batcher {
             }
         };
         if let Some(call) = lead {
-            // Nothing was in flight: this caller sends now, itself, with the calls made in the
-            // same pass of the scheduler. Calls that arrive while it is in flight queue for the
-            // drain task, so none of them depends on this caller still waiting.
+            // Nothing was in flight. After one pass of the scheduler this call goes alone, sent
+            // by its own caller, or, if others came in that pass, at the head of their batch,
+            // which the drain task sends: no caller's cancellation strands another's call.
             let handoff = Handoff {
                 batcher: self,
                 kind: Kind::Find,
             };
-            let calls = self.gathered(&self.finds, call).await;
-            self.send_finds(calls).await;
+            if let Some(call) = self.alone(&self.finds, call).await {
+                self.send_finds(vec![call]).await;
+            }
             drop(handoff);
         }
         match answer.await {
@@ -150,8 +152,9 @@ impl Batcher {
                 batcher: self,
                 kind: Kind::Insert,
             };
-            let calls = self.gathered(&self.inserts, call).await;
-            self.send_inserts(calls).await;
+            if let Some(call) = self.alone(&self.inserts, call).await {
+                self.send_inserts(vec![call]).await;
+            }
             drop(handoff);
         }
         answer.await.map_err(|_| lost())
@@ -179,18 +182,19 @@ impl Batcher {
         }
     }
 
-    /// The leading call and those made in the same pass of the scheduler: it yields once, so
-    /// that tasks already woken (the other lookups of a `join_all`, tasks woken together) queue
-    /// behind it and leave in its round trip. This is DataLoader's tick, not a timer: a lone
-    /// caller is polled again at once.
-    async fn gathered<C>(&self, lane: &Lane<C>, lead: C) -> Vec<C> {
+    /// The leading call, back after one pass of the scheduler if no other call came in
+    /// meanwhile; else `None`, and the call heads the queue that the drain task sends as one
+    /// batch. The yield is DataLoader's tick, not a timer: tasks already woken (the other
+    /// lookups of a `join_all`, tasks woken together) run before this one is polled again, and
+    /// a lone caller is polled again at once.
+    async fn alone<C>(&self, lane: &Lane<C>, lead: C) -> Option<C> {
         tokio::task::yield_now().await;
         let mut state = lock(&lane.state);
-        let take = state.queue.len().min(self.limit - 1);
-        let mut calls = Vec::with_capacity(take + 1);
-        calls.push(lead);
-        calls.extend(state.queue.drain(..take));
-        calls
+        if state.queue.is_empty() {
+            return Some(lead);
+        }
+        state.queue.insert(0, lead);
+        None
     }
 
     /// Up to `limit` queued calls, or `None` (and the lane idle) when none is queued.

@@ -34,21 +34,13 @@ pub(crate) fn insertable_with_id<M: Model>(
 ) -> Result<(RawDocumentBuf, Bson)> {
     let made = ObjectId::new();
     let body = prepared(doc, now, Some(made))?;
-    let id = match body.iter_elements().next() {
-        // The made id is written first when the model has none.
-        Some(Ok(first))
-            if first.key() == "_id"
-                && matches!(first.value(), Ok(RawBsonRef::ObjectId(id)) if id == made) =>
-        {
-            Bson::ObjectId(made)
-        }
-        _ => body
-            .get("_id")
-            .ok()
-            .flatten()
-            .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
-            .unwrap_or(Bson::ObjectId(made)),
-    };
+    // The body always has an `_id` now, first when it is the made one.
+    let id = body
+        .get("_id")
+        .ok()
+        .flatten()
+        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
+        .unwrap_or(Bson::ObjectId(made));
     Ok((body, id))
 }
 
