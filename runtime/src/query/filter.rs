@@ -118,7 +118,8 @@ impl<M> Filter<M> {
     /// `path` equals `value`, literally: `{path: {$eq: value}}`. The one exception is an `_id`
     /// compared with a scalar, written `{_id: value}`: the same test (a scalar is never read as
     /// an operator or a pattern), and the only shape the server answers without planning the
-    /// query (its "IDHACK" path; `{_id: {$eq: ..}}` costs a plan, about 15% of a lookup's time).
+    /// query (its "IDHACK" path; `{_id: {$eq: ..}}` costs a plan: `$inc` by `_id` ran at
+    /// 0.84× the driver's throughput with it, at parity without).
     pub(super) fn equal(path: &str, value: Result<Bson, EncodeProblem>) -> Self {
         match value {
             Ok(value) if path == "_id" && is_scalar(&value) => Self::field(path, Ok(value)),
