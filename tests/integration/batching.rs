@@ -88,6 +88,40 @@ async fn monitored(test: &TestDb) -> (Db, Sent) {
     (Db::new(client, test.name()), sent)
 }
 
+/// The `find_by_id` batches among recorded spans, with their fields.
+fn find_batches(spans: &[(String, String)]) -> Vec<&String> {
+    spans
+        .iter()
+        .filter(|(name, fields)| name == "batch" && fields.contains("operation=\"find_by_id\""))
+        .map(|(_, fields)| fields)
+        .collect()
+}
+
+/// A batched repository with the cards `{prefix}0` to `{prefix}{n - 1}`, and a fail point that
+/// makes the server hold the next `find` for 400 ms.
+async fn cards_and_a_held_find(
+    test: &TestDb,
+    prefix: &str,
+    n: usize,
+) -> (mongrove::Repo<Card>, testkit::FailPointGuard) {
+    let cards = test.repo::<Card>().batched();
+    for i in 0..n {
+        cards
+            .insert(&mut card(&format!("{prefix}{i}")))
+            .await
+            .unwrap();
+    }
+    let held = test
+        .fail_point(
+            testkit::FailCommand::new(["find"])
+                .block_for(Duration::from_millis(400))
+                .times(1),
+        )
+        .await
+        .unwrap();
+    (cards, held)
+}
+
 #[tokio::test]
 async fn concurrent_lookups_share_round_trips_and_each_gets_its_own_document() {
     let test = common::db().await;
@@ -237,11 +271,7 @@ async fn batches_are_traced_with_their_size() {
     let found = join_all((0..10).map(|i| cards.find_by_id(format!("t{i}")).into_future())).await;
     let spans = recording.finish();
     assert!(found.iter().all(|f| matches!(f, Ok(Some(_)))));
-    let sizes: Vec<&String> = spans
-        .iter()
-        .filter(|(name, fields)| name == "batch" && fields.contains("operation=\"find_by_id\""))
-        .map(|(_, fields)| fields)
-        .collect();
+    let sizes = find_batches(&spans);
     assert_eq!(sizes.len(), 1, "{spans:?}");
     assert!(sizes[0].contains("size=10 "), "{sizes:?}");
 }
@@ -249,19 +279,8 @@ async fn batches_are_traced_with_their_size() {
 #[tokio::test(flavor = "current_thread")]
 async fn calls_made_while_a_batch_is_in_flight_leave_together_after_it() {
     let test = common::db().await;
-    let cards = test.repo::<Card>().batched();
-    for i in 0..10 {
-        cards.insert(&mut card(&format!("f{i}"))).await.unwrap();
-    }
     // The first lookup's find is held by the server, so the others arrive while it is in flight.
-    let _held = test
-        .fail_point(
-            testkit::FailCommand::new(["find"])
-                .block_for(Duration::from_millis(400))
-                .times(1),
-        )
-        .await
-        .unwrap();
+    let (cards, _held) = cards_and_a_held_find(&test, "f", 10).await;
     let recording = common::spans().record_this_thread();
     let first = cards.find_by_id("f0".to_owned()).into_future();
     let later = async {
@@ -274,11 +293,7 @@ async fn calls_made_while_a_batch_is_in_flight_leave_together_after_it() {
     for (i, found) in (1..10).zip(later) {
         assert_eq!(found.unwrap().map(|c| c.id), Some(format!("f{i}")));
     }
-    let sizes: Vec<&String> = spans
-        .iter()
-        .filter(|(name, fields)| name == "batch" && fields.contains("operation=\"find_by_id\""))
-        .map(|(_, fields)| fields)
-        .collect();
+    let sizes = find_batches(&spans);
     assert_eq!(sizes.len(), 2, "{spans:?}");
     assert!(sizes[0].contains("size=1 "), "{sizes:?}");
     assert!(sizes[1].contains("size=9 "), "{sizes:?}");
@@ -352,19 +367,8 @@ async fn calls_in_a_transaction_or_a_session_are_not_batched() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_cancelled_caller_strands_no_other_call_of_its_batch() {
     let test = common::db().await;
-    let cards = test.repo::<Card>().batched();
-    for i in 0..6 {
-        cards.insert(&mut card(&format!("k{i}"))).await.unwrap();
-    }
     // The batch's find is held by the server well past the first caller's patience.
-    let _held = test
-        .fail_point(
-            testkit::FailCommand::new(["find"])
-                .block_for(Duration::from_millis(400))
-                .times(1),
-        )
-        .await
-        .unwrap();
+    let (cards, _held) = cards_and_a_held_find(&test, "k", 6).await;
     let impatient = tokio::time::timeout(
         Duration::from_millis(100),
         cards.find_by_id("k0".to_owned()).into_future(),
