@@ -217,9 +217,12 @@ async fn past_the_deadline_the_error_says_so_and_keeps_the_last_labels() {
         .fail_point(transient("insert"))
         .await
         .expect("fail point");
+    // Waits much longer than an attempt, so that the deadline falls in a wait, not in a body
+    // (a body still running at the deadline is aborted: a timeout without a last error).
     let policy = RetryPolicy::default()
         .deadline(Duration::from_millis(300))
-        .backoff(Duration::from_millis(5), Duration::from_millis(20));
+        .backoff(Duration::from_millis(100), Duration::from_millis(100))
+        .jitter(mongrove::Jitter::None);
     let mut runs = 0;
     let result = db
         .transaction_with(TxOptions::new().retry(policy), async |tx| {

@@ -408,3 +408,49 @@ async fn concurrent_modify_loses_no_increment() {
     let one_try = tickets.count(Filter::all()).await.unwrap();
     assert_eq!(one_try, 1);
 }
+
+/// When every attempt of `modify` loses its race, the error after the last one says which
+/// version the document is at now; when the document is deleted meanwhile, it says so.
+#[tokio::test]
+async fn modify_explains_the_race_it_lost_last() {
+    let db = common::db().await;
+    let tickets = db.repo::<Ticket>();
+    let id = tickets.insert(&mut ticket("raced")).await.unwrap();
+    let rival = tickets.clone();
+    let runs = Arc::new(AtomicU64::new(0));
+    let counted = runs.clone();
+    // Inside every attempt another writer saves first.
+    let lost = tickets
+        .modify(id, async |mut t: Ticket| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let f = Ticket::fields();
+            rival.update_one(f.id.eq(id), f.edits.inc(1)).await?;
+            t.title = "mine".into();
+            Ok(t)
+        })
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .backoff(Duration::ZERO, Duration::ZERO),
+        )
+        .await;
+    assert_eq!(runs.load(Ordering::Relaxed), 3);
+    match lost {
+        Err(Error::VersionConflict {
+            expected, found, ..
+        }) => assert_eq!((expected, found), (2, 3), "loaded at 2, the rival saved 3"),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    let stored = tickets.find_by_id(id).await.unwrap().unwrap();
+    assert_eq!((stored.title.as_str(), stored.edits), ("raced", 3));
+
+    // Deleted inside the attempt: the save misses, and the document is gone.
+    let gone = tickets
+        .modify(id, async |t: Ticket| {
+            rival.delete_many(Ticket::fields().id.eq(id)).await?;
+            Ok(Ticket { edits: 99, ..t })
+        })
+        .await;
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
+    assert_eq!(tickets.count(Filter::all()).await.unwrap(), 0);
+}

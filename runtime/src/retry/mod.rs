@@ -380,13 +380,33 @@ pub(crate) async fn pause(
     error: Error,
     what: &'static str,
 ) -> Result<()> {
+    let reason = reason(&error);
+    let shown = error.to_string();
+    pause_or_explain(policy, attempts, started, what, reason, &shown, async {
+        error
+    })
+    .await
+}
+
+/// [`pause`] for a failure that costs a round trip to explain (which version another writer
+/// saved, or whether the document is gone): `explain` runs only when no retry follows, so that
+/// the caller gets the precise error. An explanation that the document is gone
+/// ([`Error::NotFound`]) comes back as it is, past the deadline too.
+pub(crate) async fn pause_or_explain(
+    policy: &RetryPolicy,
+    attempts: u32,
+    started: Instant,
+    what: &'static str,
+    reason: &'static str,
+    shown: &str,
+    explain: impl Future<Output = Error>,
+) -> Result<()> {
     match policy.next(attempts, started.elapsed(), rand::random::<f64>()) {
         Next::RetryAfter(wait) => {
-            let reason = reason(&error);
             let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
             let span = tracing::info_span!("retry", what, reason, attempt = attempts, wait_ms);
             async {
-                tracing::info!(%error, "retrying after {wait_ms} ms");
+                tracing::info!(error = shown, "retrying after {wait_ms} ms");
                 tokio::time::sleep(wait).await;
             }
             .instrument(span)
@@ -394,10 +414,15 @@ pub(crate) async fn pause(
             Ok(())
         }
         Next::OutOfAttempts => {
+            let error = explain.await;
             tracing::info!(what, attempts, %error, "no attempts left");
             Err(error)
         }
         Next::PastDeadline => {
+            let error = explain.await;
+            if matches!(error, Error::NotFound { .. }) {
+                return Err(error);
+            }
             tracing::info!(what, attempts, %error, "retry deadline reached");
             Err(Error::Timeout {
                 context: deadline_context(what, policy, attempts, started),

@@ -9,7 +9,10 @@ use mongodb::ClientSession;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::repo::Repo;
-use crate::retry::{RetryPolicy, pause};
+use crate::repo::occ;
+use crate::repo::op::replace::Missed;
+use crate::retry::{RetryPolicy, pause, pause_or_explain};
+use crate::session::SessionSlot;
 
 impl<M: Model> Repo<M> {
     /// Loads document `id`, hands it to `change` (an async closure that takes the document and
@@ -91,19 +94,53 @@ where
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let error = match self.attempt().await {
-                Ok(doc) => return Ok(doc),
-                Err(error) => error,
-            };
-            if !self.policy.retries(&error) {
-                return Err(error);
+            match self.attempt().await {
+                Ok(Attempt::Saved(doc)) => return Ok(doc),
+                // Another writer saved first. The next attempt loads the document again, which
+                // tells whether it is still there; only when no attempt follows is the miss
+                // explained (the version found, or the document gone) by reading it.
+                Ok(Attempt::Lost(missed)) => {
+                    let policy = self.policy.clone();
+                    let explain = self.explain(missed);
+                    let shown = "another writer saved the document first";
+                    pause_or_explain(
+                        &policy,
+                        attempt,
+                        started,
+                        "modify",
+                        "VersionConflict",
+                        shown,
+                        explain,
+                    )
+                    .await?;
+                }
+                Err(error) => {
+                    if !self.policy.retries(&error) {
+                        return Err(error);
+                    }
+                    pause(&self.policy, attempt, started, error, "modify").await?;
+                }
             }
-            pause(&self.policy, attempt, started, error, "modify").await?;
             attempt += 1;
         }
     }
 
-    async fn attempt(&mut self) -> Result<M> {
+    /// Why a save matched nothing: [`Error::VersionConflict`] with the version stored now, or
+    /// [`Error::NotFound`].
+    async fn explain(&mut self, missed: Missed) -> Error {
+        let mut slot = match self.session.as_deref_mut() {
+            Some(session) => SessionSlot::Borrowed(session),
+            None => self.repo.session_slot(),
+        };
+        match slot.lock().await {
+            Ok(mut guard) => {
+                occ::missing_or_conflict(self.repo, &mut guard, missed.id, missed.expected).await
+            }
+            Err(error) => error,
+        }
+    }
+
+    async fn attempt(&mut self) -> Result<Attempt<M>> {
         let repo = self.repo;
         let find = repo.find_by_id(self.id.clone());
         let loaded = match self.session.as_deref_mut() {
@@ -117,15 +154,25 @@ where
         let before = encode(&loaded)?;
         let mut doc = (self.change)(loaded).await?;
         if encode(&doc)? == before {
-            return Ok(doc);
+            return Ok(Attempt::Saved(doc));
         }
         let save = repo.save(&mut doc);
-        match self.session.as_deref_mut() {
-            Some(session) => save.session(session).await?,
-            None => save.await?,
-        }
-        Ok(doc)
+        let missed = match self.session.as_deref_mut() {
+            Some(session) => save.session(session).or_missed().await?,
+            None => save.or_missed().await?,
+        };
+        Ok(match missed {
+            None => Attempt::Saved(doc),
+            Some(missed) => Attempt::Lost(missed),
+        })
     }
+}
+
+/// How one load-change-save went.
+enum Attempt<M> {
+    Saved(M),
+    /// The save matched nothing: another writer saved first, or the document is gone.
+    Lost(Missed),
 }
 
 /// The document as it would be stored, to tell whether `change` changed anything.

@@ -223,6 +223,36 @@ impl<'a, M: Model> Save<'a, M> {
     }
 
     async fn run(mut self) -> Result<()> {
+        match self.attempt().await? {
+            None => Ok(()),
+            Some(missed) => {
+                let mut guard = self.session.lock().await?;
+                Err(
+                    occ::missing_or_conflict(self.repo, &mut guard, missed.id, missed.expected)
+                        .await,
+                )
+            }
+        }
+    }
+
+    /// The save, with a miss handed back unexplained, traced as `save`: for `modify`, which
+    /// loads the document again after a lost race anyway, and explains a miss only when it
+    /// will not try again.
+    pub(crate) async fn or_missed(mut self) -> Result<Option<Missed>> {
+        let repo = self.repo;
+        super::trace::traced(
+            repo.db().name(),
+            M::COLLECTION,
+            "save",
+            super::trace::nothing,
+            async move { self.attempt().await },
+        )
+        .await
+    }
+
+    /// Writes the model if the stored document is still at its version; `Some` when nothing
+    /// matched.
+    async fn attempt(&mut self) -> Result<Option<Missed>> {
         let repo = self.repo;
         let id = repo.id_bson(self.doc, "save")?;
         lifecycle::hook_mut(
@@ -241,9 +271,10 @@ impl<'a, M: Model> Save<'a, M> {
             let replaced =
                 replace_checked(repo, &mut guard, filter, self.doc, in_transaction).await?;
             if replaced.outcome.matched == 0 {
-                return Err(
-                    occ::missing_or_conflict(repo, &mut guard, id, replaced.expected).await,
-                );
+                return Ok(Some(Missed {
+                    id,
+                    expected: replaced.expected,
+                }));
             }
             replaced.write
         };
@@ -258,8 +289,14 @@ impl<'a, M: Model> Save<'a, M> {
             "save",
         )
         .await?;
-        Ok(())
+        Ok(None)
     }
+}
+
+/// A save that matched nothing: the document's id, and the version the save expected.
+pub(crate) struct Missed {
+    pub(crate) id: Bson,
+    pub(crate) expected: Option<i64>,
 }
 
 awaitable!(Save => (), "save");
