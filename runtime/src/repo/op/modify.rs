@@ -175,13 +175,10 @@ enum Attempt<M> {
     Lost(Missed),
 }
 
-/// The document as it would be stored, to tell whether `change` changed anything.
-fn encode<M: Model>(doc: &M) -> Result<mongodb::bson::Document> {
-    mongodb::bson::to_document(doc).map_err(|e| Error::Encode {
-        collection: M::COLLECTION.to_owned(),
-        what: "the document".to_owned(),
-        reason: e.to_string(),
-    })
+/// The document's bytes as it would be stored, to tell whether `change` changed anything
+/// (compared byte for byte: "encodes exactly like").
+fn encode<M: Model>(doc: &M) -> Result<mongodb::bson::RawDocumentBuf> {
+    crate::decode::encode_raw(M::COLLECTION, "the document", doc)
 }
 
 impl<'a, M: Model, F, Fut> IntoFuture for Modify<'a, M, F>
