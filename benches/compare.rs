@@ -518,12 +518,12 @@ fn sides(workload: &str) -> &'static [&'static str] {
 /// are skipped at a single atomic load.
 async fn run_side(ctx: &Ctx, workload: &str, side: &str) -> Res<Sample> {
     let subscriber = match side {
-        SPANS_OFF => Some(subscriber(tracing::Level::INFO)),
-        SPANS_ON => Some(subscriber(tracing::Level::DEBUG)),
+        SPANS_OFF => subscriber(tracing::Level::INFO),
+        SPANS_ON => subscriber(tracing::Level::DEBUG),
         _ => return run(ctx, workload, side).await,
     };
     let sample = run(ctx, workload, MONGROVE)
-        .with_subscriber(subscriber.expect("a span side"))
+        .with_subscriber(subscriber)
         .await;
     // The dispatcher is gone: let the next side see tracing's level without it again.
     tracing::callsite::rebuild_interest_cache();

@@ -8,7 +8,7 @@ use mongodb::options::FindOneOptions;
 use super::Repo;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::session::{SessionGuard, run_in};
+use crate::session::{SessionGuard, SessionSlot, run_in};
 
 /// The filter condition "the stored version is `expected`". A document stored without the field
 /// (written around mongrove, read with `#[serde(default)]`) is at version 0.
@@ -90,6 +90,28 @@ pub(crate) async fn explain_miss<M: Model>(
         expected,
         found,
     }))
+}
+
+/// A checked save by `_id` that matched nothing, not yet explained: the document's id, and the
+/// version the save expected.
+pub(crate) struct Missed {
+    pub(crate) id: Bson,
+    pub(crate) expected: Option<i64>,
+}
+
+impl Missed {
+    /// Why nothing matched, read in the operation's session: [`Error::VersionConflict`] with
+    /// the version stored now, or [`Error::NotFound`].
+    pub(crate) async fn explain<M: Model>(
+        self,
+        repo: &Repo<M>,
+        slot: &mut SessionSlot<'_>,
+    ) -> Error {
+        match slot.lock().await {
+            Ok(mut guard) => missing_or_conflict(repo, &mut guard, self.id, self.expected).await,
+            Err(error) => error,
+        }
+    }
 }
 
 /// The error for a checked write by `_id` that matched nothing: the document is gone, or it is

@@ -9,8 +9,7 @@ use mongodb::ClientSession;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::repo::Repo;
-use crate::repo::occ;
-use crate::repo::op::replace::Missed;
+use crate::repo::occ::Missed;
 use crate::retry::{RetryPolicy, pause, pause_or_explain};
 use crate::session::SessionSlot;
 
@@ -132,12 +131,7 @@ where
             Some(session) => SessionSlot::Borrowed(session),
             None => self.repo.session_slot(),
         };
-        match slot.lock().await {
-            Ok(mut guard) => {
-                occ::missing_or_conflict(self.repo, &mut guard, missed.id, missed.expected).await
-            }
-            Err(error) => error,
-        }
+        missed.explain(self.repo, &mut slot).await
     }
 
     async fn attempt(&mut self) -> Result<Attempt<M>> {

@@ -16,7 +16,7 @@ use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::EncodeProblem;
 use crate::raw_fields::with_fields;
-use crate::repo::occ::{self, Miss};
+use crate::repo::occ::{self, Miss, Missed};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
 use futures_util::future::BoxFuture;
@@ -225,13 +225,7 @@ impl<'a, M: Model> Save<'a, M> {
     async fn run(mut self) -> Result<()> {
         match self.attempt().await? {
             None => Ok(()),
-            Some(missed) => {
-                let mut guard = self.session.lock().await?;
-                Err(
-                    occ::missing_or_conflict(self.repo, &mut guard, missed.id, missed.expected)
-                        .await,
-                )
-            }
+            Some(missed) => Err(missed.explain(self.repo, &mut self.session).await),
         }
     }
 
@@ -291,12 +285,6 @@ impl<'a, M: Model> Save<'a, M> {
         .await?;
         Ok(None)
     }
-}
-
-/// A save that matched nothing: the document's id, and the version the save expected.
-pub(crate) struct Missed {
-    pub(crate) id: Bson,
-    pub(crate) expected: Option<i64>,
 }
 
 awaitable!(Save => (), "save");
