@@ -639,6 +639,9 @@ struct Args {
     write: Option<String>,
     mongoose: bool,
     label: String,
+    /// The tokio runtime the Rust sides run on (`--runtime current-thread`): a multi-thread
+    /// runtime with two workers by default.
+    current_thread: bool,
 }
 
 impl Args {
@@ -662,6 +665,16 @@ fn args() -> Args {
             .map(|list| list.split(',').map(|w| w.trim().to_owned()).collect())
             .unwrap_or_default()
     };
+    let current_thread = match value("--runtime").as_deref() {
+        None | Some("multi-thread") => false,
+        Some("current-thread") => true,
+        Some(other) => {
+            eprintln!(
+                "--runtime {other}: the runtimes are multi-thread (the default) and current-thread"
+            );
+            std::process::exit(2);
+        }
+    };
     let scale = value("--scale").and_then(|f| f.parse().ok()).unwrap_or(1);
     Args {
         sizes: if smoke { Sizes::smoke() } else { Sizes::full() }.scaled(scale),
@@ -672,13 +685,35 @@ fn args() -> Args {
         sides: list("--sides"),
         write: value("--write"),
         mongoose: !argv.iter().any(|a| a == "--no-mongoose"),
-        label: if smoke { "smoke sizes" } else { "full sizes" }.to_owned(),
+        label: format!(
+            "{}, tokio's {} runtime",
+            if smoke { "smoke sizes" } else { "full sizes" },
+            if current_thread {
+                "current-thread"
+            } else {
+                "multi-thread (2 workers)"
+            }
+        ),
+        current_thread,
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Res<()> {
+fn main() -> Res<()> {
     let args = args();
+    let runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(compare(args))
+}
+
+async fn compare(args: Args) -> Res<()> {
     if args.workloads().next().is_none() {
         return Err(format!(
             "--only names no workload; they are: {}",
@@ -739,9 +774,19 @@ async fn main() -> Res<()> {
     println!("{report}");
     if let Some(dir) = &args.write {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(format!("{dir}/results.md"), &report)?;
-        std::fs::write(format!("{dir}/ratios.svg"), chart(&results))?;
-        eprintln!("wrote {dir}/results.md and {dir}/ratios.svg");
+        // A current-thread run is kept next to the default one, not over it.
+        let suffix = if args.current_thread {
+            "-current-thread"
+        } else {
+            ""
+        };
+        let (table, svg) = (
+            format!("{dir}/results{suffix}.md"),
+            format!("{dir}/ratios{suffix}.svg"),
+        );
+        std::fs::write(&table, &report)?;
+        std::fs::write(&svg, chart(&results))?;
+        eprintln!("wrote {table} and {svg}");
     }
     Ok(())
 }

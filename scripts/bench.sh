@@ -3,6 +3,9 @@
 #   scripts/bench.sh                 full sizes, 7 rounds
 #   scripts/bench.sh --smoke         small sizes, 3 rounds: seconds
 #   scripts/bench.sh --write book/src/performance   also regenerate the guide's table and chart
+#   scripts/bench.sh --runtime current-thread --write book/src/performance
+#                                    the Rust sides on tokio's current-thread runtime (one thread,
+#                                    as Node runs Mongoose), written next to the default run
 # Other flags: --rounds N, --no-mongoose. MONGODB_URI picks a server; otherwise the test kit
 # starts one (see the guide's "Running locally").
 set -euo pipefail

@@ -4,8 +4,9 @@
 Wall-clock and CPU time on a shared machine move by tens of percent from one round to the next;
 an instruction count does not: callgrind counts what the client executes, the same on a quiet
 or a busy machine. Each workload runs under callgrind once per side at scale 1 and at scale 2
-(`benches/compare.rs --scale`); the set-up is the same at both scales, so the difference of the
-two totals over the added operations is the cost of one operation.
+(`benches/compare.rs --scale`), on tokio's current-thread runtime; the set-up is the same at
+both scales, so the difference of the two totals over the added operations is the cost of one
+operation.
 
     scripts/instructions.py                          every workload below
     scripts/instructions.py --only "find by id"      some of them (comma-separated)
@@ -34,6 +35,7 @@ WORKLOADS = [
     ("insert_many", 10_000),
     ("find by filter and sort", 200),
     ("32 concurrent find_by_id", 200 * 32),
+    ("change-stream delivery", 200),
 ]
 SIDES = ["driver", "mongrove"]
 
@@ -73,6 +75,10 @@ def count(binary, workload, side, scale):
                 "--no-mongoose",
                 "--scale",
                 str(scale),
+                # One thread: on the multi-thread runtime, how long idle workers spin before
+                # they park depends on the machine's load, and so does the count.
+                "--runtime",
+                "current-thread",
             ],
             cwd=ROOT,
             env=env,

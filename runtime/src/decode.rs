@@ -1,10 +1,11 @@
 //! Documents from the server into models, with errors that name the document and the field.
 
-use mongodb::bson::{self, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use mongodb::bson::{self, Bson, Document, RawDocument, RawDocumentBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::raw_walk::{ARRAY, DOCUMENT, Elements};
 
 /// The deepest nesting of embedded documents and arrays that is decoded into a model; a deeper
 /// document is [`Error::Decode`]. serde's BSON decoder recurses once per level, about 17 KiB of
@@ -20,8 +21,19 @@ const MIN_LEVEL_BYTES: usize = 7;
 /// Decodes a raw document. The fast path is serde straight from the bytes; only when that fails
 /// is the document decoded again with path tracking, to name the field that does not fit.
 pub(crate) fn decode<T: DeserializeOwned>(collection: &str, raw: &RawDocument) -> Result<T> {
+    decode_passing_over(collection, raw, &[])
+}
+
+/// [`decode`] for a type that reads the top-level fields `passed_over` without descending into
+/// them (as raw bytes, or not at all), so that their nesting is not checked here: a change
+/// event's header, whose documents are decoded, and checked, on their own.
+pub(crate) fn decode_passing_over<T: DeserializeOwned>(
+    collection: &str,
+    raw: &RawDocument,
+    passed_over: &[&str],
+) -> Result<T> {
     if raw.as_bytes().len() >= MIN_LEVEL_BYTES * MAX_DEPTH {
-        check_raw_depth(collection, raw)?;
+        check_raw_depth(collection, raw, passed_over)?;
     }
     match bson::from_slice::<T>(raw.as_bytes()) {
         Ok(value) => Ok(value),
@@ -127,43 +139,46 @@ fn depth_error(collection: &str, id: Option<Bson>, path: String) -> Error {
     }
 }
 
-/// Refuses a raw document nested deeper than [`MAX_DEPTH`], without recursion.
-fn check_raw_depth(collection: &str, raw: &RawDocument) -> Result<()> {
+/// Refuses a raw document nested deeper than [`MAX_DEPTH`], without recursion, except in its
+/// top-level fields `passed_over`. The walk reads only the layout (see `raw_walk`): the decoder
+/// checks the values afterwards.
+fn check_raw_depth(collection: &str, raw: &RawDocument, passed_over: &[&str]) -> Result<()> {
     let id = || {
         raw.get("_id")
             .ok()
             .flatten()
             .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
     };
-    let malformed = |e: bson::raw::Error| Error::Decode {
-        collection: collection.to_owned(),
-        id: id().map(Into::into),
-        field: ".".to_owned(),
-        reason: format!("malformed BSON: {e}"),
-    };
-    let mut stack = vec![(raw.iter(), String::new())];
-    while let Some((iter, path)) = stack.last_mut() {
-        let Some(element) = iter.next() else {
+    // The open containers, innermost last, each with the key it was found under.
+    let mut stack: Vec<(Elements<'_>, &[u8])> = Vec::with_capacity(8);
+    stack.push((Elements::new(raw.as_bytes()), b""));
+    while let Some((elements, _)) = stack.last_mut() {
+        let Some(element) = elements.next() else {
             stack.pop();
             continue;
         };
-        let (key, value) = element.map_err(malformed)?;
-        let child = match value {
-            RawBsonRef::Document(doc) => doc,
-            RawBsonRef::Array(array) => {
-                RawDocument::from_bytes(array.as_bytes()).map_err(malformed)?
-            }
-            _ => continue,
-        };
-        let child_path = if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        };
-        if stack.len() >= MAX_DEPTH {
-            return Err(depth_error(collection, id(), child_path));
+        let element = element.map_err(|reason| Error::Decode {
+            collection: collection.to_owned(),
+            id: id().map(Into::into),
+            field: ".".to_owned(),
+            reason,
+        })?;
+        if !matches!(element.kind, DOCUMENT | ARRAY)
+            || (stack.len() == 1 && passed_over.iter().any(|key| key.as_bytes() == element.key))
+        {
+            continue;
         }
-        stack.push((child.iter(), child_path));
+        if stack.len() >= MAX_DEPTH {
+            let path = stack[1..]
+                .iter()
+                .map(|(_, key)| *key)
+                .chain([element.key])
+                .map(String::from_utf8_lossy)
+                .collect::<Vec<_>>()
+                .join(".");
+            return Err(depth_error(collection, id(), path));
+        }
+        stack.push((Elements::new(element.value), element.key));
     }
     Ok(())
 }
@@ -349,17 +364,42 @@ mod tests {
         let path = too_deep(&deep).unwrap();
         assert_eq!(path.split('.').count(), MAX_DEPTH);
         let raw = bson::RawDocumentBuf::from_document(&deep).unwrap();
-        let error = check_raw_depth("c", &raw).unwrap_err();
+        let error = check_raw_depth("c", &raw, &[]).unwrap_err();
         assert!(
             error.to_string().contains("nested more than 64 levels"),
             "{error}"
         );
+        let Error::Decode { field, .. } = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(field, path);
         let mut fine = doc! { "leaf": 1 };
         for _ in 0..(MAX_DEPTH - 1) {
             fine = doc! { "n": fine };
         }
         assert!(too_deep(&fine).is_none());
         let raw = bson::RawDocumentBuf::from_document(&fine).unwrap();
-        assert!(check_raw_depth("c", &raw).is_ok());
+        assert!(check_raw_depth("c", &raw, &[]).is_ok());
+    }
+
+    #[test]
+    fn fields_passed_over_are_not_walked_and_the_rest_still_is() {
+        let mut deep = doc! { "leaf": 1 };
+        for _ in 0..100 {
+            deep = doc! { "n": deep };
+        }
+        let event = bson::RawDocumentBuf::from_document(&doc! {
+            "operationType": "insert",
+            "fullDocument": deep.clone(),
+        })
+        .unwrap();
+        assert!(check_raw_depth("c", &event, &["fullDocument"]).is_ok());
+        assert!(check_raw_depth("c", &event, &[]).is_err());
+        // Only a top-level field is passed over, not one of the same name further down.
+        let nested = bson::RawDocumentBuf::from_document(&doc! {
+            "updateDescription": { "fullDocument": deep },
+        })
+        .unwrap();
+        assert!(check_raw_depth("c", &nested, &["fullDocument"]).is_err());
     }
 }

@@ -71,6 +71,7 @@ mod model;
 mod projection;
 pub mod query;
 mod raw_fields;
+mod raw_walk;
 mod relation;
 mod repo;
 mod retry;

@@ -288,6 +288,39 @@ async fn a_document_that_does_not_decode_names_collection_id_and_field() {
 }
 
 #[tokio::test]
+async fn a_document_nested_too_deep_is_a_decode_error_and_the_stream_goes_on() {
+    let db = crate::common::db().await;
+    let parcels = db.repo::<Parcel>();
+    let mut changes = parcels.watch().await.unwrap();
+
+    let mut deep = doc! { "leaf": true };
+    for _ in 0..120 {
+        deep = doc! { "n": deep };
+    }
+    let deep_id = ObjectId::new();
+    parcels
+        .collection()
+        .insert_one(doc! { "_id": deep_id, "label": "deep", "weight": 1_i64, "version": 0_i64, "note": deep })
+        .await
+        .unwrap();
+    let good = parcels.insert(&mut Parcel::new("fine", 1)).await.unwrap();
+
+    // The event's metadata decodes (its documents are checked on their own), so the error
+    // names the document, as for any document that does not fit the model.
+    match next_item(&mut changes).await {
+        Err(Error::Decode {
+            id, field, reason, ..
+        }) => {
+            assert_eq!(id.as_deref(), Some(&Bson::ObjectId(deep_id)));
+            assert!(field.starts_with("note.n.n"), "{field}");
+            assert!(reason.contains("nested more than"), "{reason}");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert_eq!(next(&mut changes).await.id(), Some(&good));
+}
+
+#[tokio::test]
 async fn starts_at_an_operation_time_or_after_a_token() {
     let db = crate::common::db().await;
     let parcels = db.repo::<Parcel>();

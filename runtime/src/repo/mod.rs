@@ -137,7 +137,8 @@ impl<M: Model> Repo<M> {
             _ => None,
         };
         Repo {
-            docs: database.collection(M::COLLECTION),
+            // One handle, two views: `collection()` would copy the database's options again.
+            docs: raw.clone_with_type(),
             raw,
             db,
             bound,

@@ -1,9 +1,13 @@
 //! One session running one transaction at a time, across the attempts of a scope: start,
 //! abort, commit (with the specification's retries), and what happens when time runs out.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use tokio::time::Sleep;
 
 use crate::repo::trace::instrumented;
 use mongodb::bson::doc;
@@ -23,10 +27,13 @@ const MAX_TIME_MS_EXPIRED: i32 = 50;
 const CLEAN_UP: Duration = Duration::from_secs(5);
 
 /// The scope's clock: when it started and when its deadline passes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct Clock {
     started: Instant,
     deadline: Option<Instant>,
+    /// One timer for the whole scope, shared by its attempts and commit tries: registered with
+    /// tokio's timer wheel once, on the first wait, rather than once per wait.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Clock {
@@ -35,6 +42,7 @@ impl Clock {
         Clock {
             started,
             deadline: policy.deadline_limit().map(|limit| started + limit),
+            timer: None,
         }
     }
 
@@ -43,11 +51,20 @@ impl Clock {
     }
 
     /// Runs `future` for the time that remains; `None` when the deadline came first.
-    pub(crate) async fn bound<F: Future>(&self, future: F) -> Option<F::Output> {
-        match self.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), future).await.ok(),
-            None => Some(future.await),
-        }
+    pub(crate) async fn bound<F: Future>(&mut self, future: F) -> Option<F::Output> {
+        let Some(deadline) = self.deadline else {
+            return Some(future.await);
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        let mut future = pin!(future);
+        // The future first, as `tokio::time::timeout` does: an answer that is ready counts.
+        poll_fn(|cx| match future.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+        })
+        .await
     }
 }
 
@@ -190,7 +207,7 @@ impl TxSession {
     /// by what remains of the deadline. First, a closure that returned `Ok` after one of its
     /// operations failed on the server has swallowed that error: the server has aborted the
     /// transaction, so it is reported at once, not committed and not retried.
-    pub(crate) async fn commit(&mut self, policy: &RetryPolicy, clock: &Clock) -> Commit {
+    pub(crate) async fn commit(&mut self, policy: &RetryPolicy, clock: &mut Clock) -> Commit {
         if let Some(failure) = self.shared.take_failure() {
             self.abort().await;
             return Commit::Failed(Error::Swallowed(Box::new(Error::from_driver("", failure))));

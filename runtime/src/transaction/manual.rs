@@ -110,8 +110,8 @@ impl Transaction {
     /// transaction) makes the commit fail with [`Error::Swallowed`].
     pub async fn commit(mut self) -> Result<()> {
         self.unregister();
-        let clock = Clock::start(&self.policy);
-        match self.session.commit(&self.policy, &clock).await {
+        let mut clock = Clock::start(&self.policy);
+        match self.session.commit(&self.policy, &mut clock).await {
             Commit::Done => Ok(()),
             Commit::Rerun(error) | Commit::Failed(error) => Err(error),
         }

@@ -153,7 +153,7 @@ macro_rules! transaction_loop {
                 };
                 let policy = options.retry_policy();
                 let driver_options = options.driver_options();
-                let clock = $crate::transaction::Clock::start(policy);
+                let mut clock = $crate::transaction::Clock::start(policy);
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
@@ -179,7 +179,7 @@ macro_rules! transaction_loop {
                             session.abort().await;
                             error
                         }
-                        Ok(Ok(value)) => match session.commit(policy, &clock).await {
+                        Ok(Ok(value)) => match session.commit(policy, &mut clock).await {
                             $crate::transaction::Commit::Done => return Ok(value),
                             $crate::transaction::Commit::Rerun(error) => error,
                             $crate::transaction::Commit::Failed(error) => return Err(error),

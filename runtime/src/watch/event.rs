@@ -4,12 +4,12 @@
 //! The metadata is decoded first and on its own so that an event whose documents do not fit
 //! the model still has a token: a consumer can record it as bad and step over it.
 
-use mongodb::bson::{Bson, DateTime, Document, RawDocumentBuf, Timestamp};
+use mongodb::bson::{Bson, DateTime, Document, RawBson, RawDocumentBuf, Timestamp};
 use serde::Deserialize;
 
 use super::ResumeToken;
 use super::change::{Change, ChangeKind, Namespace, Operation, TransactionId, UpdateDescription};
-use crate::decode::decode;
+use crate::decode::{decode, decode_passing_over};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -25,10 +25,32 @@ pub(crate) struct Header {
     pub(crate) to: Option<Namespace>,
     pub(crate) lsid: Option<Document>,
     pub(crate) txn_number: Option<i64>,
-    pub(crate) document_key: Option<Document>,
+    /// Kept raw: as a `Document`, its `_id` would go through its hex form.
+    pub(crate) document_key: Option<RawDocumentBuf>,
     pub(crate) update_description: Option<RawUpdateDescription>,
     pub(crate) cluster_time: Option<Timestamp>,
     pub(crate) wall_time: Option<DateTime>,
+    // The documents are decoded later, from the event's bytes; named here so that the header
+    // passes over them as one copy of their bytes rather than visiting every value.
+    #[serde(default, rename = "fullDocument")]
+    _full_document: Option<Skipped>,
+    #[serde(default, rename = "fullDocumentBeforeChange")]
+    _full_document_before_change: Option<Skipped>,
+}
+
+/// The event's documents, which the header passes over (see [`Skipped`]).
+const DOCUMENTS: [&str; 2] = ["fullDocument", "fullDocumentBeforeChange"];
+
+/// A value the header does not read, passed over whole.
+#[derive(Debug, Clone)]
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read as raw BSON, bson's decoder hands the value over as its bytes; ignored, it would
+        // visit every value inside.
+        RawBson::deserialize(deserializer).map(|_| Skipped)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +81,7 @@ pub(crate) struct Event {
 impl Event {
     /// Decodes the metadata. `collection` names the stream in errors.
     pub(crate) fn parse(collection: &str, raw: RawDocumentBuf) -> Result<Event> {
-        let header = decode::<Header>(collection, &raw)?;
+        let header = decode_passing_over::<Header>(collection, &raw, &DOCUMENTS)?;
         Ok(Event { header, raw })
     }
 
@@ -89,7 +111,8 @@ impl Event {
 
     /// The `_id` in `documentKey`, as BSON.
     pub(crate) fn document_id(&self) -> Option<Bson> {
-        self.header.document_key.as_ref()?.get("_id").cloned()
+        let key = self.header.document_key.as_ref()?;
+        Bson::try_from(key.get("_id").ok()??.to_raw_bson()).ok()
     }
 
     /// Decodes the documents into model `M`. Decoding errors name the collection, the document's

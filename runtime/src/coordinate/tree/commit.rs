@@ -23,7 +23,7 @@ impl TxTree<'_> {
         store: Store,
     ) -> Result<Store, TreeFailure> {
         let policy = self.options.retry_policy().clone();
-        let clock = Clock::start(&policy);
+        let mut clock = Clock::start(&policy);
         let mut report = Report::default();
         let mut committed: Vec<usize> = Vec::new();
         let count = groups.len();
@@ -39,7 +39,7 @@ impl TxTree<'_> {
                 .unwrap_or_default();
             let span = tracing::debug_span!("commit", node = first.as_str());
             let outcome = match group.session.as_mut() {
-                Some(session) => session.commit(&policy, &clock).instrument(span).await,
+                Some(session) => session.commit(&policy, &mut clock).instrument(span).await,
                 None => Commit::Done,
             };
             let (error, definite) = match outcome {

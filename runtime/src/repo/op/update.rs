@@ -72,15 +72,15 @@ struct Core<'a, M: Model> {
 
 /// The documents of an update, ready to send.
 struct Prepared {
-    /// The caller's filter (after `before_update`), without the version condition; empty when
+    /// The caller's filter (after `before_update`), without the version condition; `None` when
     /// neither a conflict check nor an upsert's insert step will need it.
-    filter: Document,
+    filter: Option<Document>,
     /// The filter sent: with the version condition when one is expected.
     checked: Document,
     /// The update sent to a found document.
     update: Document,
-    /// The update of the insert step of an upsert.
-    insert: Document,
+    /// The update of the insert step of an upsert (`None` without one).
+    insert: Option<Document>,
     /// The update's `arrayFilters`, if it has any.
     array_filters: Option<Vec<Document>>,
 }
@@ -126,9 +126,14 @@ impl<'a, M: Model> Core<'a, M> {
             .into_iter()
             .map(|part| repo.checked_part(part, "an array filter"))
             .collect::<Result<Vec<_>>>()?;
-        // `prepare` runs once per operation, so the parts taken here are never read again; an
-        // empty document allocates nothing.
-        let placeholder = || Ok(Document::new());
+        // `prepare` runs once per operation, so the parts taken here are never read again; the
+        // placeholder left behind allocates nothing (a `Document` would draw a hash seed).
+        let placeholder = || {
+            Err(EncodeProblem {
+                what: String::new(),
+                reason: String::new(),
+            })
+        };
         let mut filter = repo.checked_part(
             std::mem::replace(&mut self.filter, placeholder()),
             "the filter",
@@ -144,17 +149,15 @@ impl<'a, M: Model> Core<'a, M> {
         // conflict check or an upsert's insert step, the update for that insert step.
         let keep_filter = self.expected_version.is_some() || self.upsert;
         let (filter, checked) = match (M::VERSION_FIELD, self.expected_version) {
-            (Some(field), Some(expected)) => {
-                (filter.clone(), occ::with_version(filter, field, expected))
-            }
-            _ if keep_filter => (filter.clone(), filter),
-            _ => (Document::new(), filter),
+            (Some(field), Some(expected)) => (
+                Some(filter.clone()),
+                occ::with_version(filter, field, expected),
+            ),
+            _ if keep_filter => (Some(filter.clone()), filter),
+            _ => (None, filter),
         };
-        let insert = if self.upsert && !self.upsert_in_one_step() {
-            for_insert::<M>(update.clone(), now)
-        } else {
-            Document::new()
-        };
+        let insert = (self.upsert && !self.upsert_in_one_step())
+            .then(|| for_insert::<M>(update.clone(), now));
         let mut found = update;
         if M::VERSION_FIELD.is_some() {
             // The update step of a versioned model never inserts (an upsert's insert is its own
@@ -183,8 +186,8 @@ impl<'a, M: Model> Core<'a, M> {
 
     /// After a checked update matched nothing: a document matching the filter at another
     /// version is a conflict.
-    async fn conflict(&mut self, filter: &Document) -> Result<()> {
-        let Some(expected) = self.expected_version else {
+    async fn conflict(&mut self, filter: Option<&Document>) -> Result<()> {
+        let (Some(expected), Some(filter)) = (self.expected_version, filter) else {
             return Ok(());
         };
         let mut guard = self.session.lock().await?;
@@ -197,24 +200,28 @@ impl<'a, M: Model> Core<'a, M> {
     async fn update(mut self, many: bool) -> Result<UpdateOutcome> {
         let repo = self.repo;
         let operation = if many { "update_many" } else { "update_one" };
-        let mut prepared = self.prepare(operation).await?;
+        let prepared = self.prepare(operation).await?;
+        // Moved out on the one round that does not upsert; cloned for each round of an upsert.
+        let (mut checked, mut update) = (Some(prepared.checked), Some(prepared.update));
         let mut rounds = 0;
         let outcome = loop {
             rounds += 1;
-            let mut options = UpdateOptions::default();
-            options.upsert = Some(self.upsert_in_one_step());
-            options.array_filters = prepared.array_filters.clone();
+            // Options only when there is one to send, as a hand-written call would.
+            let options = (self.upsert || prepared.array_filters.is_some()).then(|| {
+                let mut options = UpdateOptions::default();
+                options.upsert = Some(self.upsert_in_one_step());
+                options.array_filters = prepared.array_filters.clone();
+                options
+            });
             let result = {
                 let mut guard = self.session.lock().await?;
                 // Only an upsert comes back to this step (after its insert step lost a race).
                 let (filter, update) = if self.upsert {
-                    (prepared.checked.clone(), prepared.update.clone())
+                    (checked.clone(), update.clone())
                 } else {
-                    (
-                        std::mem::take(&mut prepared.checked),
-                        std::mem::take(&mut prepared.update),
-                    )
+                    (checked.take(), update.take())
                 };
+                let (filter, update) = (filter.unwrap_or_default(), update.unwrap_or_default());
                 if many {
                     run_in!(
                         guard,
@@ -231,7 +238,7 @@ impl<'a, M: Model> Core<'a, M> {
             if outcome.matched > 0 || outcome.upserted_id.is_some() {
                 break outcome;
             }
-            self.conflict(&prepared.filter).await?;
+            self.conflict(prepared.filter.as_ref()).await?;
             if !self.upsert || self.upsert_in_one_step() {
                 break outcome;
             }
@@ -241,8 +248,8 @@ impl<'a, M: Model> Core<'a, M> {
             let inserted = {
                 let mut guard = self.session.lock().await?;
                 let (filter, update) = (
-                    insert_only(prepared.filter.clone()),
-                    prepared.insert.clone(),
+                    insert_only(prepared.filter.clone().unwrap_or_default()),
+                    prepared.insert.clone().unwrap_or_default(),
                 );
                 run_in!(
                     guard,
@@ -423,6 +430,8 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
         let operation = "find_one_and_update";
         let repo = self.core.repo;
         let prepared = self.core.prepare(operation).await?;
+        // Moved out on the one round that does not upsert; cloned for each round of an upsert.
+        let (mut checked, mut update) = (Some(prepared.checked), Some(prepared.update));
         if let Some(sort) = &self.options.sort {
             check_names(M::COLLECTION, "the sort", sort)?;
         }
@@ -435,7 +444,12 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             options.array_filters = prepared.array_filters.clone();
             let found = {
                 let mut guard = self.core.session.lock().await?;
-                let (filter, update) = (prepared.checked.clone(), prepared.update.clone());
+                let (filter, update) = if self.core.upsert {
+                    (checked.clone(), update.clone())
+                } else {
+                    (checked.take(), update.take())
+                };
+                let (filter, update) = (filter.unwrap_or_default(), update.unwrap_or_default());
                 run_in!(
                     guard,
                     repo.docs
@@ -450,7 +464,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             if found.is_some() || inserted {
                 break found;
             }
-            self.core.conflict(&prepared.filter).await?;
+            self.core.conflict(prepared.filter.as_ref()).await?;
             if !self.core.upsert || self.core.upsert_in_one_step() {
                 break None;
             }
@@ -460,8 +474,8 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             let inserted = {
                 let mut guard = self.core.session.lock().await?;
                 let (filter, update) = (
-                    insert_only(prepared.filter.clone()),
-                    prepared.insert.clone(),
+                    insert_only(prepared.filter.clone().unwrap_or_default()),
+                    prepared.insert.clone().unwrap_or_default(),
                 );
                 run_in!(
                     guard,
