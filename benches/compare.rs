@@ -758,7 +758,14 @@ async fn compare(args: Args) -> Res<()> {
         }
         if args.mongoose {
             ctx.raw.drop().await?;
-            for (workload, sample) in mongoose_round(server.uri(), name, &args.sizes)? {
+            // Node runs for many seconds: off the runtime's threads, so that the driver's
+            // server monitor keeps its heartbeat on a current-thread runtime.
+            let (uri, sizes) = (server.uri().to_owned(), args.sizes);
+            let round = tokio::task::spawn_blocking(move || {
+                mongoose_round(&uri, name, &sizes).map_err(|e| e.to_string())
+            })
+            .await??;
+            for (workload, sample) in round {
                 if !args.workloads().any(|w| w == workload) {
                     continue;
                 }

@@ -3,9 +3,9 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use mongodb::{Client, ClientSession, Database};
+use mongodb::{Client, ClientSession, Collection, Database};
 
-use mongodb::bson::{Bson, doc};
+use mongodb::bson::{Bson, RawDocumentBuf, doc};
 
 use crate::error::{Error, Result};
 
@@ -43,7 +43,13 @@ pub struct Db {
     /// The per-collection batchers of repositories from this `Db`, when batching is on
     /// ([`Db::with_batching`]).
     batching: Option<Arc<Batching>>,
+    /// The collection handles of this database that repositories have used, made once: a
+    /// handle copies the database's name and options into an allocation of its own.
+    collections: Arc<std::sync::Mutex<Vec<Handle>>>,
 }
+
+/// A collection's name (a model's constant) and its handle.
+type Handle = (&'static str, Collection<RawDocumentBuf>);
 
 /// The most calls one batch carries; the rest wait for the next one.
 pub const MAX_BATCH: usize = 256;
@@ -117,6 +123,7 @@ impl Db {
             database,
             hello: Arc::default(),
             batching: None,
+            collections: Arc::default(),
         }
     }
 
@@ -129,6 +136,7 @@ impl Db {
             database: self.client.database(name),
             hello: self.hello.clone(),
             batching: self.batching.clone(),
+            collections: Arc::default(),
         }
     }
 
@@ -159,6 +167,23 @@ impl Db {
     }
 
     /// The batchers of this `Db`, when batching is on.
+    /// The handle of collection `name` of this database (a model's collection name).
+    pub(crate) fn collection(&self, name: &'static str) -> Collection<RawDocumentBuf> {
+        let Ok(mut known) = self.collections.lock() else {
+            return self.database.collection(name);
+        };
+        // Names are the models' constants: the same pointer, short of a name two models share.
+        if let Some((_, collection)) = known
+            .iter()
+            .find(|(known, _)| std::ptr::eq(*known, name) || *known == name)
+        {
+            return collection.clone();
+        }
+        let collection = self.database.collection(name);
+        known.push((name, collection.clone()));
+        collection
+    }
+
     pub(crate) fn batching(&self) -> Option<&Arc<Batching>> {
         self.batching.as_ref()
     }

@@ -44,20 +44,16 @@ impl<'b> Elements<'b> {
     }
 
     fn element(&self) -> Option<Element<'b>> {
-        let bytes = self.bytes;
-        let kind = *bytes.get(self.at)?;
-        let key_start = self.at + 1;
-        let key_len = bytes
-            .get(key_start..self.end)?
-            .iter()
-            .position(|b| *b == 0)?;
-        let value = key_start + key_len + 1;
-        let size = value_size(kind, bytes.get(value..self.end)?)?;
-        let next = value.checked_add(size).filter(|next| *next <= self.end)?;
+        let rest = self.bytes.get(self.at..self.end)?;
+        let (&kind, after_kind) = rest.split_first()?;
+        let key_len = after_kind.iter().position(|b| *b == 0)?;
+        let value = after_kind.get(key_len + 1..)?;
+        let size = value_size(kind, value)?;
+        let value = value.get(..size)?;
         Some(Element {
-            key: &bytes[key_start..key_start + key_len],
-            whole: &bytes[self.at..next],
-            value: &bytes[value..next],
+            key: &after_kind[..key_len],
+            whole: &rest[..1 + key_len + 1 + size],
+            value,
             kind,
         })
     }

@@ -802,3 +802,33 @@ async fn every_operation_runs_in_a_session() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].age, 99);
 }
+
+#[tokio::test]
+async fn each_database_keeps_its_own_collection_handles() {
+    let db = common::db().await;
+    let other = db.with_database(&format!("{}_elsewhere", db.name()));
+    // The same model through both, each used twice: a handle made for one database is never
+    // handed to a repository of the other.
+    for round in 0..2 {
+        db.repo::<Person>()
+            .insert(&mut person(&format!("here{round}@x.org"), 1, "A"))
+            .await
+            .unwrap();
+        other
+            .clone()
+            .repo::<Person>()
+            .insert(&mut person(&format!("there{round}@x.org"), 1, "B"))
+            .await
+            .unwrap();
+    }
+    for db in [&db, &other] {
+        let people = db.database().collection::<Document>("people");
+        assert_eq!(people.count_documents(doc! {}).await.unwrap(), 2);
+    }
+    assert_eq!(db.repo::<Person>().collection().namespace().db, db.name());
+    assert_eq!(
+        other.repo::<Person>().collection().namespace().db,
+        other.name()
+    );
+    other.database().drop().await.unwrap();
+}

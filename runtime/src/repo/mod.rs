@@ -121,7 +121,7 @@ impl<M: Model> fmt::Debug for Repo<M> {
 impl<M: Model> Repo<M> {
     pub(crate) fn new(db: Db, bound: Option<Bound>) -> Self {
         let database = db.database();
-        let raw: Collection<RawDocumentBuf> = database.collection(M::COLLECTION);
+        let raw = db.collection(M::COLLECTION);
         // A repository bound to a transaction never batches (see `batch`).
         let batcher = match (&bound, db.batching()) {
             (None, Some(batching)) => {

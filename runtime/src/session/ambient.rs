@@ -40,7 +40,35 @@ pub(crate) struct Scope {
 
 tokio::task_local! {
     /// The transaction scopes running on the current task, innermost last.
-    static SCOPES: Vec<Scope>;
+    static SCOPES: Stack;
+}
+
+/// The scopes a future runs in, innermost last. One scope, the usual case, is held without an
+/// allocation.
+#[derive(Debug, Clone)]
+pub(crate) enum Stack {
+    One(Scope),
+    Nested(Vec<Scope>),
+}
+
+impl Stack {
+    fn as_slice(&self) -> &[Scope] {
+        match self {
+            Stack::One(scope) => std::slice::from_ref(scope),
+            Stack::Nested(scopes) => scopes,
+        }
+    }
+
+    /// The scopes of the current task (if any) with `scope` inside them.
+    fn current_with(scope: Scope) -> Stack {
+        match SCOPES.try_with(|stack| stack.as_slice().to_vec()) {
+            Ok(mut scopes) => {
+                scopes.push(scope);
+                Stack::Nested(scopes)
+            }
+            Err(_) => Stack::One(scope),
+        }
+    }
 }
 
 /// Where a manual transaction was begun: a tokio task, or outside any (a `block_on` future).
@@ -80,7 +108,8 @@ pub(crate) fn scopes() -> Vec<Scope> {
             .and_then(|manual| manual.get(&Owner::current()).cloned())
             .unwrap_or_default()
     };
-    stack.extend(SCOPES.try_with(Clone::clone).unwrap_or_default());
+    // Nothing is copied when no scope runs, the case of every operation outside one.
+    let _ = SCOPES.try_with(|scopes| stack.extend_from_slice(scopes.as_slice()));
     stack
 }
 
@@ -114,10 +143,8 @@ pub(crate) fn unregister(task: Owner, shared: &super::SharedSession) {
 }
 
 /// Runs `future` with `scope` as the innermost scope of its task.
-pub(crate) fn within<F: Future>(scope: Scope, future: F) -> TaskLocalFuture<Vec<Scope>, F> {
-    let mut stack = SCOPES.try_with(Clone::clone).unwrap_or_default();
-    stack.push(scope);
-    SCOPES.scope(stack, future)
+pub(crate) fn within<F: Future>(scope: Scope, future: F) -> TaskLocalFuture<Stack, F> {
+    SCOPES.scope(Stack::current_with(scope), future)
 }
 
 /// The transaction an operation of a repository of `database` (a `Db` of `lineage`) joins.

@@ -46,15 +46,19 @@ pub(crate) fn insertable_with_id<M: Model>(
 
 fn prepared<M: Model>(doc: &M, now: DateTime, id: Option<ObjectId>) -> Result<RawDocumentBuf> {
     let raw = encode_raw(M::COLLECTION, "the document", doc)?;
-    let mut set: Vec<(&str, RawBsonRef<'_>)> = Vec::with_capacity(3);
+    // At most three fields, on the stack.
+    let mut set = [("", RawBsonRef::Null); 3];
+    let mut count = 0;
     if let Some(version) = M::VERSION_FIELD {
-        set.push((version, RawBsonRef::Int64(0)));
+        set[count] = (version, RawBsonRef::Int64(0));
+        count += 1;
     }
     if let Some(ts) = M::TIMESTAMPS {
-        set.push((ts.created, RawBsonRef::DateTime(now)));
-        set.push((ts.updated, RawBsonRef::DateTime(now)));
+        set[count] = (ts.created, RawBsonRef::DateTime(now));
+        set[count + 1] = (ts.updated, RawBsonRef::DateTime(now));
+        count += 2;
     }
-    with_fields(M::COLLECTION, &raw, id, &set)
+    with_fields(M::COLLECTION, &raw, id, &set[..count])
 }
 
 /// Applies a successful insert (or an upsert that inserted) to the in-memory model.

@@ -51,22 +51,26 @@ async fn replace_checked<M: Model>(
         .flatten()
         .filter(|id| !matches!(id, RawBsonRef::Null))
         .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
-    let mut set: Vec<(&str, RawBsonRef<'_>)> = Vec::with_capacity(2);
+    // At most two fields, on the stack.
+    let mut set = [("", RawBsonRef::Null); 2];
+    let mut count = 0;
     let (filter, expected) = match (M::VERSION_FIELD, doc.version()) {
         (Some(field), Some(claimed)) => {
             let expected = match &id {
                 Some(id) => occ::expected_version(repo, guard, id, claimed, doc).await?,
                 None => claimed,
             };
-            set.push((field, RawBsonRef::Int64(expected + 1)));
+            set[count] = (field, RawBsonRef::Int64(expected + 1));
+            count += 1;
             (occ::with_version(filter, field, expected), Some(expected))
         }
         _ => (filter, None),
     };
     if let Some(ts) = M::TIMESTAMPS {
-        set.push((ts.updated, RawBsonRef::DateTime(now)));
+        set[count] = (ts.updated, RawBsonRef::DateTime(now));
+        count += 1;
     }
-    let body = with_fields(M::COLLECTION, &encoded, None, &set)?;
+    let body = with_fields(M::COLLECTION, &encoded, None, &set[..count])?;
     let recorded = in_transaction.then(|| body.clone());
     let result = run_in!(guard, repo.raw.replace_one(filter, body));
     let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
