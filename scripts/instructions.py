@@ -32,7 +32,7 @@ WORKLOADS = [
     ("version-checked save", 1_000),
     ("$inc by id", 1_000),
     ("2-write transaction", 200),
-    ("insert_many", 10_000),
+    ("insert_many", 10_000 * 5),  # five calls per round (`bulk_calls`)
     ("find by filter and sort", 200),
     ("32 concurrent find_by_id", 200 * 32),
     ("change-stream delivery", 200),

@@ -225,3 +225,41 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::{doc, oid::ObjectId};
+
+    use super::*;
+
+    fn event(ns: Bson, full_document: Bson) -> RawDocumentBuf {
+        RawDocumentBuf::from_document(&doc! {
+            "_id": { "_data": "8263" },
+            "operationType": "insert",
+            "fullDocument": full_document,
+            "ns": ns,
+            "documentKey": { "_id": ObjectId::new() },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_header_passes_over_any_document_and_names_a_bad_field_of_its_own() {
+        let ns = || Bson::Document(doc! { "db": "d", "coll": "c" });
+        for full_document in [
+            Bson::Document(doc! { "a": [1, { "b": ObjectId::new() }] }),
+            Bson::Null,
+            Bson::String("not a document".into()),
+        ] {
+            let parsed = Event::parse("c", event(ns(), full_document.clone()));
+            assert!(parsed.is_ok(), "{full_document:?}: {parsed:?}");
+        }
+        // The error of a malformed header names its field, even with the documents present
+        // (the explaining decoder reads them another way than the fast one).
+        let bad = Event::parse("c", event(Bson::Int32(5), Bson::Document(doc! { "a": 1 })));
+        match bad {
+            Err(Error::Decode { field, .. }) => assert_eq!(field, "ns"),
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+    }
+}
