@@ -354,21 +354,24 @@ fn chromium_binary() -> &'static str {
 }
 
 // ANCHOR: browser
+/// How every test runs Chromium: headless, with nothing of its own going on in the background.
+const HEADLESS: [&str; 7] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+];
+
 /// Chromium, headless, as the chapter shows it; `extra` adds `--dump-dom` or `--screenshot`.
 fn chromium(url: &str, extra: &[&str]) -> std::process::Output {
     let binary = chromium_binary();
     let profile = std::env::temp_dir().join(format!("mongrove-chromium-{}", std::process::id()));
     let output = std::process::Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            &format!("--user-data-dir={}", profile.display()),
-        ])
+        .args(HEADLESS)
+        .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
         .output()
@@ -397,14 +400,8 @@ impl Browser {
         let profile =
             std::env::temp_dir().join(format!("mongrove-chromium-cdp-{}", std::process::id()));
         let child = std::process::Command::new(chromium_binary())
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
                 "--remote-debugging-address=127.0.0.1",
                 &format!("--remote-debugging-port={port}"),
                 &format!("--user-data-dir={}", profile.display()),
