@@ -5,6 +5,8 @@
 //! elements with [`crate::raw_walk`]: the bytes come from bson's own serializer, and the walk
 //! still refuses anything that does not add up.
 
+use std::ops::Range;
+
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{RawBsonRef, RawDocument, RawDocumentBuf};
 
@@ -79,28 +81,145 @@ pub(crate) fn with_fields(
     RawDocumentBuf::from_bytes(out).map_err(|e| malformed(e.to_string()))
 }
 
+/// [`with_fields`] on a document the caller gives up, in its own buffer when that can be done:
+/// a value of mongrove's that has the type of the model's own overwrites it where it stands,
+/// the others are appended, and a made `_id` is moved in at the front. A document that needs
+/// more (a value of another type to replace, a key twice) takes the copying path. The result
+/// is the same byte for byte; what is saved is a second buffer and a pass over the bytes.
+pub(crate) fn with_fields_owned(
+    collection: &str,
+    raw: RawDocumentBuf,
+    id: Option<ObjectId>,
+    set: &[(&str, RawBsonRef<'_>)],
+) -> Result<RawDocumentBuf> {
+    const MOST: usize = 4;
+    if set.len() > MOST {
+        return with_fields(collection, &raw, id, set);
+    }
+    let bytes = raw.as_bytes();
+    let offset = |part: &[u8]| part.as_ptr() as usize - bytes.as_ptr() as usize;
+    // Where each of `set` overwrites the model's value, if it does.
+    let mut found: [Option<usize>; MOST] = [None; MOST];
+    let mut null_id: Option<Range<usize>> = None;
+    let mut own_id = false;
+    for element in Elements::new(bytes) {
+        let Ok(element) = element else {
+            // The copying path says what is wrong.
+            return with_fields(collection, &raw, id, set);
+        };
+        if element.key == b"_id" {
+            if own_id || null_id.is_some() {
+                return with_fields(collection, &raw, id, set);
+            }
+            if element.kind == NULL {
+                let start = offset(element.whole);
+                null_id = Some(start..start + element.whole.len());
+            } else {
+                own_id = true;
+            }
+            continue;
+        }
+        let Some(i) = set
+            .iter()
+            .position(|(key, _)| key.as_bytes() == element.key)
+        else {
+            continue;
+        };
+        match fixed(&set[i].1) {
+            Some((kind, _)) if kind == element.kind && found[i].is_none() => {
+                found[i] = Some(offset(element.value));
+            }
+            _ => return with_fields(collection, &raw, id, set),
+        }
+    }
+    let mut out = raw.into_bytes();
+    for ((_, value), at) in set.iter().zip(found) {
+        if let (Some(at), Some((_, bytes))) = (at, fixed(value)) {
+            out[at..at + bytes.len()].copy_from_slice(bytes.as_slice());
+        }
+    }
+    out.pop(); // the closing NUL, back after the appended fields
+    for ((key, value), at) in set.iter().zip(found) {
+        if at.is_none() {
+            write_element(&mut out, key, *value);
+        }
+    }
+    out.push(0);
+    if let Some(null) = null_id {
+        out.drain(null);
+    }
+    if let (Some(id), false) = (id, own_id) {
+        let mut element = [0_u8; 17];
+        element[0] = 0x07;
+        element[1..5].copy_from_slice(b"_id\0");
+        element[5..].copy_from_slice(&id.bytes());
+        // Moved along by one copy within the buffer, rather than through `splice`.
+        let end = out.len();
+        out.resize(end + element.len(), 0);
+        out.copy_within(4..end, 4 + element.len());
+        out[4..4 + element.len()].copy_from_slice(&element);
+    }
+    let length = i32::try_from(out.len()).map_err(|_| Error::Encode {
+        collection: collection.to_owned(),
+        what: "the document".to_owned(),
+        reason: "larger than BSON can describe (2 GiB)".to_owned(),
+    })?;
+    out[..4].copy_from_slice(&length.to_le_bytes());
+    RawDocumentBuf::from_bytes(out).map_err(|e| Error::Encode {
+        collection: collection.to_owned(),
+        what: "the document".to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The type byte and the bytes of a value mongrove writes as it is: ids, versions, timestamps.
+fn fixed(value: &RawBsonRef<'_>) -> Option<(u8, Fixed)> {
+    Some(match value {
+        RawBsonRef::Int64(n) => (0x12, Fixed::Eight(n.to_le_bytes())),
+        RawBsonRef::Int32(n) => (0x10, Fixed::Four(n.to_le_bytes())),
+        RawBsonRef::DateTime(at) => (0x09, Fixed::Eight(at.timestamp_millis().to_le_bytes())),
+        RawBsonRef::ObjectId(id) => (0x07, Fixed::Twelve(id.bytes())),
+        _ => return None,
+    })
+}
+
+/// The bytes of a fixed-size value.
+enum Fixed {
+    Four([u8; 4]),
+    Eight([u8; 8]),
+    Twelve([u8; 12]),
+}
+
+impl Fixed {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Fixed::Four(bytes) => bytes,
+            Fixed::Eight(bytes) => bytes,
+            Fixed::Twelve(bytes) => bytes,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
 /// Appends one element to a document's bytes under construction. mongrove's own values (ids,
 /// versions, timestamps) are written as they are; any other value goes through bson's encoder.
 /// The keys are the derive's checked names, which hold no NUL byte.
 fn write_element(out: &mut Vec<u8>, key: &str, value: RawBsonRef<'_>) {
-    let (kind, value): (u8, &[u8]) = match &value {
-        RawBsonRef::Int64(n) => (0x12, &n.to_le_bytes()),
-        RawBsonRef::Int32(n) => (0x10, &n.to_le_bytes()),
-        RawBsonRef::DateTime(at) => (0x09, &at.timestamp_millis().to_le_bytes()),
-        RawBsonRef::ObjectId(id) => (0x07, &id.bytes()),
-        _ => {
-            let mut one = RawDocumentBuf::new();
-            one.append_ref(key, value);
-            // The element alone: without the document's length and closing NUL.
-            let bytes = one.as_bytes();
-            out.extend_from_slice(&bytes[4..bytes.len() - 1]);
-            return;
-        }
+    let Some((kind, bytes)) = fixed(&value) else {
+        let mut one = RawDocumentBuf::new();
+        one.append_ref(key, value);
+        // The element alone: without the document's length and closing NUL.
+        let bytes = one.as_bytes();
+        out.extend_from_slice(&bytes[4..bytes.len() - 1]);
+        return;
     };
     out.push(kind);
     out.extend_from_slice(key.as_bytes());
     out.push(0);
-    out.extend_from_slice(value);
+    out.extend_from_slice(bytes.as_slice());
 }
 
 #[cfg(test)]
@@ -182,5 +301,64 @@ mod tests {
             let replaced = with_fields("c", &rawdoc! { "v": null, "a": 1 }, None, &[("v", value)]);
             assert_eq!(replaced.unwrap().get("v").unwrap(), Some(value));
         }
+    }
+
+    #[test]
+    fn in_place_gives_the_bytes_the_copying_path_gives() {
+        let id = ObjectId::new();
+        let at = mongodb::bson::DateTime::from_millis(1_700_000_000_123);
+        let documents = [
+            rawdoc! { "a": 1, "version": 7_i64, "b": [1, { "c": "x" }] },
+            rawdoc! { "_id": null, "a": 1, "version": 7_i64 },
+            rawdoc! { "a": 1, "_id": null },
+            rawdoc! { "_id": ObjectId::new(), "version": 3_i64, "created": at },
+            rawdoc! { "_id": "key", "a": { "version": 1 } },
+            rawdoc! { "version": 3_i32, "a": 1 },
+            rawdoc! { "version": null, "created": null },
+            rawdoc! { "version": 1_i64, "version": 2_i64 },
+            rawdoc! { "_id": null, "_id": 5 },
+            rawdoc! {},
+            every_type(),
+        ];
+        let sets: [&[(&str, RawBsonRef<'_>)]; 5] = [
+            &[],
+            &[("version", RawBsonRef::Int64(0))],
+            &[
+                ("version", RawBsonRef::Int64(0)),
+                ("created", RawBsonRef::DateTime(at)),
+                ("updated", RawBsonRef::DateTime(at)),
+            ],
+            &[("created", RawBsonRef::String("text"))],
+            &[
+                ("a", RawBsonRef::Int32(1)),
+                ("b", RawBsonRef::Int32(2)),
+                ("c", RawBsonRef::Int32(3)),
+                ("d", RawBsonRef::Int32(4)),
+                ("version", RawBsonRef::Int64(5)),
+            ],
+        ];
+        for document in &documents {
+            for set in sets {
+                for made in [None, Some(id)] {
+                    let copied = with_fields("c", document, made, set).unwrap();
+                    let in_place = with_fields_owned("c", document.clone(), made, set).unwrap();
+                    assert_eq!(
+                        in_place.as_bytes(),
+                        copied.as_bytes(),
+                        "{document:?} {set:?} {made:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_refuses_what_the_copying_path_refuses() {
+        let good = rawdoc! { "s": "text", "version": 1_i64 };
+        let mut corrupt = good.as_bytes().to_vec();
+        corrupt[7..11].copy_from_slice(&1000_i32.to_le_bytes());
+        let corrupt = RawDocumentBuf::from_bytes(corrupt).unwrap();
+        let set = [("version", RawBsonRef::Int64(0))];
+        assert!(with_fields_owned("c", corrupt, None, &set).is_err());
     }
 }

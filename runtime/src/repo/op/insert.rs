@@ -15,7 +15,7 @@ use crate::decode::encode_raw;
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
-use crate::raw_fields::with_fields;
+use crate::raw_fields::with_fields_owned;
 use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
@@ -58,7 +58,7 @@ fn prepared<M: Model>(doc: &M, now: DateTime, id: Option<ObjectId>) -> Result<Ra
         set[count + 1] = (ts.updated, RawBsonRef::DateTime(now));
         count += 2;
     }
-    with_fields(M::COLLECTION, &raw, id, &set[..count])
+    with_fields_owned(M::COLLECTION, raw, id, &set[..count])
 }
 
 /// Applies a successful insert (or an upsert that inserted) to the in-memory model.

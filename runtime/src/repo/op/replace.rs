@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::EncodeProblem;
-use crate::raw_fields::with_fields;
+use crate::raw_fields::with_fields_owned;
 use crate::repo::occ::{self, Miss, Missed};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
@@ -70,7 +70,7 @@ async fn replace_checked<M: Model>(
         set[count] = (ts.updated, RawBsonRef::DateTime(now));
         count += 1;
     }
-    let body = with_fields(M::COLLECTION, &encoded, None, &set[..count])?;
+    let body = with_fields_owned(M::COLLECTION, encoded, None, &set[..count])?;
     let recorded = in_transaction.then(|| body.clone());
     let result = run_in!(guard, repo.raw.replace_one(filter, body));
     let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);
