@@ -1,7 +1,8 @@
 //! mongrove's own fields (`_id`, version, timestamps) written into a model's raw BSON.
 //!
 //! A write serializes the model once, straight to bytes; this module then writes mongrove's
-//! values in one pass that copies the model's other elements as they are. It walks the
+//! values into those bytes where they can go in place ([`with_fields_owned`], every write's
+//! entry), or in one pass that copies the model's other elements as they are. It walks the
 //! elements with [`crate::raw_walk`]: the bytes come from bson's own serializer, and the walk
 //! still refuses anything that does not add up.
 
@@ -18,7 +19,7 @@ use crate::raw_walk::{Elements, NULL};
 /// null) is dropped, since it would be stored as a real `_id: null`. `id`, if given, is written
 /// first when the document has no `_id` of its own: the driver would otherwise prepend one by
 /// copying the whole document once more.
-pub(crate) fn with_fields(
+fn with_fields(
     collection: &str,
     raw: &RawDocument,
     id: Option<ObjectId>,

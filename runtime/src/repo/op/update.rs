@@ -75,14 +75,28 @@ struct Prepared {
     /// The caller's filter (after `before_update`), without the version condition; `None` when
     /// neither a conflict check nor an upsert's insert step will need it.
     filter: Option<Document>,
-    /// The filter sent: with the version condition when one is expected.
-    checked: Document,
-    /// The update sent to a found document.
-    update: Document,
+    /// The filter sent: with the version condition when one is expected (taken by the round
+    /// that sends it; see [`Prepared::round`]).
+    checked: Option<Document>,
+    /// The update sent to a found document (likewise).
+    update: Option<Document>,
     /// The update of the insert step of an upsert (`None` without one).
     insert: Option<Document>,
     /// The update's `arrayFilters`, if it has any.
     array_filters: Option<Vec<Document>>,
+}
+
+impl Prepared {
+    /// The filter and update of one round of the update step: moved out when no round can
+    /// follow, copied when one can (an upsert comes back after its insert step lost a race).
+    fn round(&mut self, again: bool) -> (Document, Document) {
+        let (filter, update) = if again {
+            (self.checked.clone(), self.update.clone())
+        } else {
+            (self.checked.take(), self.update.take())
+        };
+        (filter.unwrap_or_default(), update.unwrap_or_default())
+    }
 }
 
 impl<'a, M: Model> Core<'a, M> {
@@ -172,8 +186,8 @@ impl<'a, M: Model> Core<'a, M> {
         }
         Ok(Prepared {
             filter,
-            checked,
-            update: found,
+            checked: Some(checked),
+            update: Some(found),
             insert,
             array_filters: (!array_filters.is_empty()).then_some(array_filters),
         })
@@ -200,9 +214,7 @@ impl<'a, M: Model> Core<'a, M> {
     async fn update(mut self, many: bool) -> Result<UpdateOutcome> {
         let repo = self.repo;
         let operation = if many { "update_many" } else { "update_one" };
-        let prepared = self.prepare(operation).await?;
-        // Moved out on the one round that does not upsert; cloned for each round of an upsert.
-        let (mut checked, mut update) = (Some(prepared.checked), Some(prepared.update));
+        let mut prepared = self.prepare(operation).await?;
         let mut rounds = 0;
         let outcome = loop {
             rounds += 1;
@@ -215,13 +227,7 @@ impl<'a, M: Model> Core<'a, M> {
             });
             let result = {
                 let mut guard = self.session.lock().await?;
-                // Only an upsert comes back to this step (after its insert step lost a race).
-                let (filter, update) = if self.upsert {
-                    (checked.clone(), update.clone())
-                } else {
-                    (checked.take(), update.take())
-                };
-                let (filter, update) = (filter.unwrap_or_default(), update.unwrap_or_default());
+                let (filter, update) = prepared.round(self.upsert);
                 if many {
                     run_in!(
                         guard,
@@ -429,9 +435,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
     async fn run(mut self) -> Result<Option<M>> {
         let operation = "find_one_and_update";
         let repo = self.core.repo;
-        let prepared = self.core.prepare(operation).await?;
-        // Moved out on the one round that does not upsert; cloned for each round of an upsert.
-        let (mut checked, mut update) = (Some(prepared.checked), Some(prepared.update));
+        let mut prepared = self.core.prepare(operation).await?;
         if let Some(sort) = &self.options.sort {
             check_names(M::COLLECTION, "the sort", sort)?;
         }
@@ -444,12 +448,7 @@ impl<'a, M: Model> FindOneAndUpdate<'a, M> {
             options.array_filters = prepared.array_filters.clone();
             let found = {
                 let mut guard = self.core.session.lock().await?;
-                let (filter, update) = if self.core.upsert {
-                    (checked.clone(), update.clone())
-                } else {
-                    (checked.take(), update.take())
-                };
-                let (filter, update) = (filter.unwrap_or_default(), update.unwrap_or_default());
+                let (filter, update) = prepared.round(self.core.upsert);
                 run_in!(
                     guard,
                     repo.docs

@@ -9,7 +9,7 @@ use crate::decode::encode_raw;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::Filter;
-use crate::raw_fields::with_fields;
+use crate::raw_fields::with_fields_owned;
 use crate::repo::op::bookkeeping::{bookkept, for_insert};
 use crate::repo::op::insert::{insertable_with_id, too_large};
 
@@ -171,7 +171,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                         .map(|ts| (ts.updated, RawBsonRef::DateTime(now)))
                         .into_iter()
                         .collect();
-                    let body = with_fields(M::COLLECTION, &encoded, None, &set)?;
+                    let body = with_fields_owned(M::COLLECTION, encoded, None, &set)?;
                     let mut item = RawDocumentBuf::new();
                     item.append("q", raw(&filter)?);
                     item.append("u", body);

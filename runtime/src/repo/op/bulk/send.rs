@@ -10,7 +10,7 @@ use crate::db::ServerLimits;
 use crate::decode::encode_raw;
 use crate::error::{BulkOutcome, Error, FailedWrite, Result};
 use crate::model::Model;
-use crate::raw_fields::with_fields;
+use crate::raw_fields::with_fields_owned;
 use crate::repo::occ::{self, Miss};
 use crate::repo::op::bookkeeping::insert_only;
 use crate::repo::op::insert::insertable;
@@ -218,7 +218,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 if let Some(ts) = M::TIMESTAMPS {
                     set.push((ts.updated, RawBsonRef::DateTime(now)));
                 }
-                let body = with_fields(M::COLLECTION, &encoded, None, &set)?;
+                let body = with_fields_owned(M::COLLECTION, encoded, None, &set)?;
                 let checked = occ::with_version(filter.clone(), field, expected);
                 let result = run_in!(guard, repo.raw.replace_one(checked, body)).map_err(failed)?;
                 if result.matched_count > 0 {
