@@ -603,6 +603,107 @@ mod ids {
         pub text: String,
     }
 
+    /// Serialized through a map (`flatten`): mongrove's fields go in after the model is encoded.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Model)]
+    #[model(collection = "loose", version = "version", timestamps)]
+    pub struct Loose {
+        #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+        pub id: Option<ObjectId>,
+        pub version: i64,
+        pub created_at: Option<mongrove::bson::DateTime>,
+        pub updated_at: Option<mongrove::bson::DateTime>,
+        #[serde(flatten)]
+        pub extra: std::collections::BTreeMap<String, i64>,
+    }
+
+    /// A plain struct with a null `_id`, a version of another integer type and timestamps:
+    /// mongrove's fields go in while it is encoded.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Model)]
+    #[model(collection = "tight", version = "version", timestamps)]
+    pub struct Tight {
+        pub text: String,
+        #[serde(rename = "_id")]
+        pub id: Option<ObjectId>,
+        pub version: i32,
+        pub created_at: Option<mongrove::bson::DateTime>,
+        pub updated_at: Option<mongrove::bson::DateTime>,
+    }
+
+    /// Every way a model can be encoded stores the same: one `_id` (made, first), mongrove's
+    /// version and timestamps in the model's own fields, and the model's other fields as they are.
+    #[tokio::test]
+    async fn every_shape_of_model_is_stored_with_mongroves_fields() {
+        let db = common::db().await;
+        let stored = |name: &'static str| db.database().collection::<Document>(name);
+
+        let loose = db.repo::<Loose>();
+        let extra: std::collections::BTreeMap<String, i64> =
+            [("a".to_owned(), 1), ("b".to_owned(), 2)].into();
+        let mut one = Loose {
+            id: None,
+            version: 7,
+            created_at: None,
+            updated_at: None,
+            extra,
+        };
+        let mut many = vec![one.clone(), one.clone()];
+        let id = loose.insert(&mut one).await.unwrap();
+        loose.insert_many(&mut many).await.unwrap();
+        for model in std::iter::once(&one).chain(&many) {
+            let raw = stored("loose")
+                .find_one(doc! { "_id": model.id })
+                .await
+                .unwrap()
+                .unwrap();
+            let keys: Vec<&str> = raw.keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                ["_id", "version", "created_at", "updated_at", "a", "b"]
+            );
+            assert_eq!(raw.get_i64("version").unwrap(), 0);
+            assert_eq!(model.version, 0);
+            assert!(raw.get_datetime("created_at").is_ok());
+        }
+        one.extra.insert("c".into(), 3);
+        loose.save(&mut one).await.unwrap();
+        let back = loose.find_by_id(id).await.unwrap().unwrap();
+        assert_eq!((back.version, back.extra.get("c")), (1, Some(&3)));
+        assert_eq!(back, one);
+
+        let tight = db.repo::<Tight>();
+        let mut one = Tight {
+            text: "x".into(),
+            id: None,
+            version: 5,
+            created_at: None,
+            updated_at: None,
+        };
+        let mut many = vec![one.clone(), one.clone()];
+        let id = tight.insert(&mut one).await.unwrap();
+        tight.insert_many(&mut many).await.unwrap();
+        for model in std::iter::once(&one).chain(&many) {
+            let raw = stored("tight")
+                .find_one(doc! { "_id": model.id })
+                .await
+                .unwrap()
+                .unwrap();
+            let keys: Vec<&str> = raw.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["_id", "text", "version", "created_at", "updated_at"]);
+            assert_eq!(raw.get_i64("version").unwrap(), 0);
+            assert_eq!(model.version, 0);
+        }
+        one.text = "y".into();
+        tight.save(&mut one).await.unwrap();
+        let raw = stored("tight")
+            .find_one(doc! { "_id": id })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(raw.get_i64("version").unwrap(), 1);
+        assert_eq!(tight.find_by_id(id).await.unwrap().unwrap(), one);
+        assert_eq!(db.repo::<Tight>().count(Filter::all()).await.unwrap(), 3);
+    }
+
     #[tokio::test]
     async fn custom_and_missing_ids_work() {
         let db = common::db().await;

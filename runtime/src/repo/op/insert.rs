@@ -11,11 +11,10 @@ use mongodb::options::InsertManyOptions;
 
 use super::{awaitable, session_setter};
 use crate::db::ServerLimits;
-use crate::decode::encode_raw;
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
-use crate::raw_fields::with_fields_owned;
+use crate::raw_fields::encode_with_fields;
 use crate::repo::batch::InsertOutcome;
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionSlot, run_in};
@@ -32,20 +31,28 @@ pub(crate) fn insertable_with_id<M: Model>(
     doc: &M,
     now: DateTime,
 ) -> Result<(RawDocumentBuf, Bson)> {
-    let made = ObjectId::new();
-    let body = prepared(doc, now, Some(made))?;
-    // The body always has an `_id` now, first when it is the made one.
+    let made = doc.id().is_none().then(ObjectId::new);
+    let body = prepared(doc, now, made)?;
+    // The body has an `_id` now: the model's own, or the made one.
     let id = body
         .get("_id")
         .ok()
         .flatten()
-        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
-        .unwrap_or(Bson::ObjectId(made));
-    Ok((body, id))
+        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+    match (id, made) {
+        (Some(id), _) => Ok((body, id)),
+        (None, Some(made)) => Ok((body, Bson::ObjectId(made))),
+        (None, None) => Err(Error::Encode {
+            collection: M::COLLECTION.to_owned(),
+            what: "the document".to_owned(),
+            reason: "the model says it has an id, but its `_id` serializes as null or not \
+                     at all"
+                .to_owned(),
+        }),
+    }
 }
 
 fn prepared<M: Model>(doc: &M, now: DateTime, id: Option<ObjectId>) -> Result<RawDocumentBuf> {
-    let raw = encode_raw(M::COLLECTION, "the document", doc)?;
     // At most three fields, on the stack.
     let mut set = [("", RawBsonRef::Null); 3];
     let mut count = 0;
@@ -58,11 +65,17 @@ fn prepared<M: Model>(doc: &M, now: DateTime, id: Option<ObjectId>) -> Result<Ra
         set[count + 1] = (ts.updated, RawBsonRef::DateTime(now));
         count += 2;
     }
-    with_fields_owned(M::COLLECTION, raw, id, &set[..count])
+    encode_with_fields(M::COLLECTION, "the document", doc, id, &set[..count])
 }
 
 /// Applies a successful insert (or an upsert that inserted) to the in-memory model.
 pub(crate) fn inserted<M: Model>(doc: &mut M, id: Bson, now: DateTime) -> Result<M::Id> {
+    // The document is stored whether or not its id decodes: the version and timestamps are
+    // the stored ones either way.
+    if M::VERSION_FIELD.is_some() {
+        doc.__set_version(0);
+    }
+    doc.__touch(true, now);
     let id: M::Id = crate::value::from_bson(id.clone()).map_err(|e| Error::Decode {
         collection: M::COLLECTION.to_owned(),
         id: Some(id.into()),
@@ -72,10 +85,6 @@ pub(crate) fn inserted<M: Model>(doc: &mut M, id: Bson, now: DateTime) -> Result
     if doc.id().is_none() {
         doc.__set_id(id.clone());
     }
-    if M::VERSION_FIELD.is_some() {
-        doc.__set_version(0);
-    }
-    doc.__touch(true, now);
     Ok(id)
 }
 
@@ -204,7 +213,16 @@ impl<'a, M: Model> InsertMany<'a, M> {
             return Ok(Vec::new());
         }
         let repo = self.repo;
-        for doc in self.docs.iter_mut() {
+        let limits = repo.db.server_limits().await?;
+        let now = DateTime::now();
+        // Ids are made here rather than by the driver, so that a batch that fails part-way can
+        // still say which documents are stored under which id. Each document is prepared as
+        // soon as its hooks and validation pass (one pass over the models); nothing is sent
+        // until every one has.
+        let mut ids = Vec::with_capacity(self.docs.len());
+        let mut bodies = Vec::with_capacity(self.docs.len());
+        let mut oversized = Vec::new();
+        for (index, doc) in self.docs.iter_mut().enumerate() {
             lifecycle::hook_mut(
                 repo,
                 &mut self.session,
@@ -214,15 +232,6 @@ impl<'a, M: Model> InsertMany<'a, M> {
             )
             .await?;
             lifecycle::validate(repo, &mut self.session, doc, "insert_many").await?;
-        }
-        let limits = repo.db.server_limits().await?;
-        let now = DateTime::now();
-        // Ids are made here rather than by the driver, so that a batch that fails part-way can
-        // still say which documents are stored under which id.
-        let mut ids = Vec::with_capacity(self.docs.len());
-        let mut bodies = Vec::with_capacity(self.docs.len());
-        let mut oversized = Vec::new();
-        for (index, doc) in self.docs.iter().enumerate() {
             let (raw, id) = insertable_with_id(doc, now)?;
             if raw.as_bytes().len() > limits.max_bson_object_size {
                 oversized.push(FailedWrite {
@@ -280,18 +289,34 @@ impl<'a, M: Model> InsertMany<'a, M> {
             }
         }
         if failed.is_empty() && sent_failures.is_empty() {
-            self.written(&ids, &send, now);
-            for doc in self.docs.iter() {
-                lifecycle::hook_ref(
-                    repo,
-                    &mut self.session,
-                    doc,
-                    HookPoint::AfterInsert,
-                    "insert_many",
-                )
-                .await?;
+            // Every model gets its id, version and timestamps before any hook runs or an
+            // undecodable id is reported: all of them are written.
+            let mut decoded = Vec::with_capacity(ids.len());
+            let mut undecodable = None;
+            for (doc, id) in self.docs.iter_mut().zip(ids) {
+                match inserted(doc, id, now) {
+                    Ok(id) => decoded.push(id),
+                    Err(error) => {
+                        undecodable.get_or_insert(error);
+                    }
+                }
             }
-            return self.ids(ids);
+            if M::HAS_HOOKS {
+                for doc in self.docs.iter() {
+                    lifecycle::hook_ref(
+                        repo,
+                        &mut self.session,
+                        doc,
+                        HookPoint::AfterInsert,
+                        "insert_many",
+                    )
+                    .await?;
+                }
+            }
+            return match undecodable {
+                Some(error) => Err(error),
+                None => Ok(decoded),
+            };
         }
         Err(self.partial(ids, send, failed, sent_failures, now))
     }
@@ -305,19 +330,6 @@ impl<'a, M: Model> InsertMany<'a, M> {
                 let _ = inserted(doc, id.clone(), now);
             }
         }
-    }
-
-    fn ids(&self, ids: Vec<Bson>) -> Result<Vec<M::Id>> {
-        ids.into_iter()
-            .map(|id| {
-                crate::value::from_bson(id.clone()).map_err(|e| Error::Decode {
-                    collection: M::COLLECTION.to_owned(),
-                    id: Some(id.into()),
-                    field: "_id".to_owned(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
     }
 
     /// The report of a batch written in part.

@@ -10,12 +10,11 @@ use super::bookkeeping::insert_only;
 use super::insert::{insertable, inserted};
 use super::update::UpdateOutcome;
 use super::{awaitable, session_setter};
-use crate::decode::encode_raw;
 use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
 use crate::query::EncodeProblem;
-use crate::raw_fields::with_fields_owned;
+use crate::raw_fields::encode_with_fields;
 use crate::repo::occ::{self, Miss, Missed};
 use crate::repo::{Repo, lifecycle};
 use crate::session::{SessionGuard, SessionSlot, VersionWrite, run_in};
@@ -42,35 +41,42 @@ async fn replace_checked<M: Model>(
     in_transaction: bool,
 ) -> Result<Replaced> {
     let now = DateTime::now();
-    // One serialization to raw bytes; the version and timestamp are written into a copy of the
-    // bytes once the expected version is known.
-    let encoded = encode_raw(M::COLLECTION, "the document", &*doc)?;
-    let id = encoded
+    // The bytes are made for the version the model claims; in the rare case that the ledger
+    // says the write must be based on another, they are made again.
+    let versioned = M::VERSION_FIELD.zip(doc.version());
+    // At most two fields, on the stack.
+    let mut set = [("", RawBsonRef::Null); 2];
+    let mut count = 0;
+    if let Some((field, claimed)) = versioned {
+        set[count] = (field, RawBsonRef::Int64(claimed + 1));
+        count += 1;
+    }
+    if let Some(ts) = M::TIMESTAMPS {
+        set[count] = (ts.updated, RawBsonRef::DateTime(now));
+        count += 1;
+    }
+    let mut body = encode_with_fields(M::COLLECTION, "the document", &*doc, None, &set[..count])?;
+    let id = body
         .get("_id")
         .ok()
         .flatten()
         .filter(|id| !matches!(id, RawBsonRef::Null))
         .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
-    // At most two fields, on the stack.
-    let mut set = [("", RawBsonRef::Null); 2];
-    let mut count = 0;
-    let (filter, expected) = match (M::VERSION_FIELD, doc.version()) {
-        (Some(field), Some(claimed)) => {
+    let (filter, expected) = match versioned {
+        Some((field, claimed)) => {
             let expected = match &id {
                 Some(id) => occ::expected_version(repo, guard, id, claimed, doc).await?,
                 None => claimed,
             };
-            set[count] = (field, RawBsonRef::Int64(expected + 1));
-            count += 1;
+            if expected != claimed {
+                set[0] = (field, RawBsonRef::Int64(expected + 1));
+                body =
+                    encode_with_fields(M::COLLECTION, "the document", &*doc, None, &set[..count])?;
+            }
             (occ::with_version(filter, field, expected), Some(expected))
         }
-        _ => (filter, None),
+        None => (filter, None),
     };
-    if let Some(ts) = M::TIMESTAMPS {
-        set[count] = (ts.updated, RawBsonRef::DateTime(now));
-        count += 1;
-    }
-    let body = with_fields_owned(M::COLLECTION, encoded, None, &set[..count])?;
     let recorded = in_transaction.then(|| body.clone());
     let result = run_in!(guard, repo.raw.replace_one(filter, body));
     let outcome = UpdateOutcome::from(result.map_err(|e| repo.driver_error(e))?);

@@ -9,7 +9,7 @@ use crate::decode::encode_raw;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::Filter;
-use crate::raw_fields::with_fields_owned;
+use crate::raw_fields::encode_with_fields;
 use crate::repo::op::bookkeeping::{bookkept, for_insert};
 use crate::repo::op::insert::{insertable_with_id, too_large};
 
@@ -166,12 +166,9 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                         upsert,
                     })
                 } else {
-                    let encoded = encode_raw(M::COLLECTION, "a document", &doc)?;
-                    let set: Vec<(&str, RawBsonRef<'_>)> = M::TIMESTAMPS
-                        .map(|ts| (ts.updated, RawBsonRef::DateTime(now)))
-                        .into_iter()
-                        .collect();
-                    let body = with_fields_owned(M::COLLECTION, encoded, None, &set)?;
+                    let updated = M::TIMESTAMPS.map(|ts| (ts.updated, RawBsonRef::DateTime(now)));
+                    let set = updated.as_slice();
+                    let body = encode_with_fields(M::COLLECTION, "a document", &doc, None, set)?;
                     let mut item = RawDocumentBuf::new();
                     item.append("q", raw(&filter)?);
                     item.append("u", body);

@@ -7,10 +7,9 @@ use mongodb::options::{ReplaceOptions, UpdateOptions};
 use super::BulkWrite;
 use super::plan::{Kind, Single};
 use crate::db::ServerLimits;
-use crate::decode::encode_raw;
 use crate::error::{BulkOutcome, Error, FailedWrite, Result};
 use crate::model::Model;
-use crate::raw_fields::with_fields_owned;
+use crate::raw_fields::encode_with_fields;
 use crate::repo::occ::{self, Miss};
 use crate::repo::op::bookkeeping::insert_only;
 use crate::repo::op::insert::insertable;
@@ -198,8 +197,21 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 expected,
                 upsert,
             } => {
-                let encoded = encode_raw(M::COLLECTION, "a document", &*doc)?;
-                let id = encoded
+                let field = M::VERSION_FIELD.unwrap_or("version");
+                // Made for the version the model claims; again if the write needs another.
+                let claimed = expected.or(doc.version()).unwrap_or(0);
+                let mut set = [
+                    (field, RawBsonRef::Int64(claimed + 1)),
+                    ("", RawBsonRef::Null),
+                ];
+                let mut count = 1;
+                if let Some(ts) = M::TIMESTAMPS {
+                    set[1] = (ts.updated, RawBsonRef::DateTime(now));
+                    count = 2;
+                }
+                let mut body =
+                    encode_with_fields(M::COLLECTION, "a document", &*doc, None, &set[..count])?;
+                let id = body
                     .get("_id")
                     .ok()
                     .flatten()
@@ -213,12 +225,16 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                     (None, claimed, None) => claimed.unwrap_or(0),
                     (None, None, Some(_)) => 0,
                 };
-                let field = M::VERSION_FIELD.unwrap_or("version");
-                let mut set = vec![(field, RawBsonRef::Int64(expected + 1))];
-                if let Some(ts) = M::TIMESTAMPS {
-                    set.push((ts.updated, RawBsonRef::DateTime(now)));
+                if expected != claimed {
+                    set[0] = (field, RawBsonRef::Int64(expected + 1));
+                    body = encode_with_fields(
+                        M::COLLECTION,
+                        "a document",
+                        &*doc,
+                        None,
+                        &set[..count],
+                    )?;
                 }
-                let body = with_fields_owned(M::COLLECTION, encoded, None, &set)?;
                 let checked = occ::with_version(filter.clone(), field, expected);
                 let result = run_in!(guard, repo.raw.replace_one(checked, body)).map_err(failed)?;
                 if result.matched_count > 0 {

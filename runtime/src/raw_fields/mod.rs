@@ -1,24 +1,50 @@
 //! mongrove's own fields (`_id`, version, timestamps) written into a model's raw BSON.
 //!
-//! A write serializes the model once, straight to bytes; this module then writes mongrove's
-//! values into those bytes where they can go in place ([`with_fields_owned`], every write's
-//! entry), or in one pass that copies the model's other elements as they are. It walks the
-//! elements with [`crate::raw_walk`]: the bytes come from bson's own serializer, and the walk
-//! still refuses anything that does not add up.
+//! [`encode_with_fields`] is every write's entry. It serializes the model once, straight to
+//! bytes, with mongrove's values written in as the model's fields go by ([`one_pass`]). A model
+//! that does not serialize as a plain struct is serialized alone, and mongrove's values are then
+//! written into its bytes in place where they fit ([`with_fields_owned`]), or in a pass that
+//! copies the model's other elements as they are ([`with_fields`]). Every path gives the same
+//! bytes. The passes over bytes walk the elements with [`crate::raw_walk`], which refuses
+//! anything that does not add up.
+
+mod one_pass;
 
 use std::ops::Range;
 
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{RawBsonRef, RawDocument, RawDocumentBuf};
+use serde::Serialize;
 
+use crate::decode::encode_raw;
 use crate::error::{Error, Result};
 use crate::raw_walk::{Elements, NULL};
 
-/// `raw` with mongrove's own fields written in: each of `set` replaces the model's value of
-/// that key where it stands, or is appended; an `_id: null` (an `Option` id that serde wrote as
-/// null) is dropped, since it would be stored as a real `_id: null`. `id`, if given, is written
-/// first when the document has no `_id` of its own: the driver would otherwise prepend one by
-/// copying the whole document once more.
+/// `value` serialized for a write, with mongrove's fields written in: each of `set` replaces
+/// the model's value of that key where it stands, or is appended; an `_id: null` (an `Option`
+/// id that serde wrote as null) is dropped, since it would be stored as a real `_id: null`.
+/// `id`, if given, is written first when the document has no `_id` of its own: the driver
+/// would otherwise prepend one by copying the whole document once more. Pass it only for a
+/// model without an id of its own; one that has one takes a slower path to the same bytes.
+///
+/// `what` names the value in an encoding error ("the document", "a document").
+pub(crate) fn encode_with_fields<T: Serialize>(
+    collection: &str,
+    what: &str,
+    value: &T,
+    id: Option<ObjectId>,
+    set: &[(&'static str, RawBsonRef<'_>)],
+) -> Result<RawDocumentBuf> {
+    if let Some(raw) = one_pass::encode(value, id, set) {
+        return Ok(raw);
+    }
+    // Not a plain struct, or an error that the path below describes.
+    let raw = encode_raw(collection, what, value)?;
+    with_fields_owned(collection, raw, id, set)
+}
+
+/// `raw` with mongrove's own fields written in, as [`encode_with_fields`] says, in one pass
+/// that copies the model's other elements.
 fn with_fields(
     collection: &str,
     raw: &RawDocument,
@@ -87,7 +113,7 @@ fn with_fields(
 /// the others are appended, and a made `_id` is moved in at the front. A document that needs
 /// more (a value of another type to replace, a key twice) takes the copying path. The result
 /// is the same byte for byte; what is saved is a second buffer and a pass over the bytes.
-pub(crate) fn with_fields_owned(
+fn with_fields_owned(
     collection: &str,
     raw: RawDocumentBuf,
     id: Option<ObjectId>,
@@ -351,6 +377,182 @@ mod tests {
                 }
             }
         }
+    }
+
+    mod models {
+        use std::collections::BTreeMap;
+
+        use mongodb::bson::{DateTime, RawDocumentBuf, oid::ObjectId};
+        use serde::Serialize;
+
+        #[derive(Serialize, Clone)]
+        pub struct Line {
+            pub sku: String,
+            pub qty: i32,
+        }
+
+        #[derive(Serialize, Clone)]
+        pub struct Plain {
+            #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+            pub id: Option<ObjectId>,
+            pub a: i32,
+            pub version: i64,
+            pub lines: Vec<Line>,
+            pub created: Option<DateTime>,
+        }
+
+        #[derive(Serialize)]
+        pub struct NullId {
+            pub a: i32,
+            pub _id: Option<ObjectId>,
+            pub rest: RawDocumentBuf,
+        }
+
+        #[derive(Serialize)]
+        pub struct TextId {
+            pub _id: String,
+            pub version: i32,
+            pub updated: String,
+        }
+
+        #[derive(Serialize)]
+        pub struct Flattened {
+            pub a: i32,
+            #[serde(flatten)]
+            pub rest: BTreeMap<String, i64>,
+        }
+
+        #[derive(Serialize)]
+        #[serde(transparent)]
+        pub struct Wrapped(pub Plain);
+
+        #[derive(Serialize)]
+        pub struct Twice {
+            #[serde(rename = "version")]
+            pub first: i64,
+            #[serde(rename = "version")]
+            pub second: i64,
+        }
+    }
+
+    /// The one pass, and whether it alone made the bytes (no fallback).
+    fn one_pass_of<T: Serialize>(
+        value: &T,
+        id: Option<ObjectId>,
+        set: &[(&'static str, RawBsonRef<'_>)],
+    ) -> (RawDocumentBuf, bool) {
+        let alone = one_pass::encode(value, id, set);
+        let out = encode_with_fields("c", "the document", value, id, set).unwrap();
+        if let Some(alone) = &alone {
+            assert_eq!(alone.as_bytes(), out.as_bytes());
+        }
+        (out, alone.is_some())
+    }
+
+    #[test]
+    fn one_pass_gives_the_bytes_the_copying_path_gives() {
+        use models::*;
+        let at = mongodb::bson::DateTime::from_millis(1_700_000_000_123);
+        let plain = Plain {
+            id: None,
+            a: 1,
+            version: 7,
+            lines: vec![Line {
+                sku: "x".into(),
+                qty: 2,
+            }],
+            created: None,
+        };
+        let with_id = Plain {
+            id: Some(ObjectId::new()),
+            created: Some(at),
+            ..plain.clone()
+        };
+        let rest: std::collections::BTreeMap<String, i64> =
+            [("version".to_owned(), 4), ("b".to_owned(), 5)].into();
+        let sets: [&[(&'static str, RawBsonRef<'_>)]; 5] = [
+            &[],
+            &[("version", RawBsonRef::Int64(0))],
+            &[
+                ("version", RawBsonRef::Int64(0)),
+                ("created", RawBsonRef::DateTime(at)),
+                ("updated", RawBsonRef::DateTime(at)),
+            ],
+            &[("created", RawBsonRef::String("text"))],
+            &[
+                ("a", RawBsonRef::Int32(1)),
+                ("b", RawBsonRef::Int32(2)),
+                ("c", RawBsonRef::Int32(3)),
+                ("d", RawBsonRef::Int32(4)),
+                ("version", RawBsonRef::Int64(5)),
+            ],
+        ];
+        let null_id = NullId {
+            a: 1,
+            _id: None,
+            rest: every_type(),
+        };
+        let text_id = TextId {
+            _id: "key".into(),
+            version: 3,
+            updated: "then".into(),
+        };
+        let twice = Twice {
+            first: 1,
+            second: 2,
+        };
+        // Each model, and whether the one pass takes it with no made id, and with one.
+        check("plain", &plain, [true, true], &sets);
+        check("own id", &with_id, [true, false], &sets);
+        check("null id", &null_id, [true, true], &sets);
+        check("text id", &text_id, [true, false], &sets);
+        check(
+            "flattened",
+            &Flattened { a: 1, rest },
+            [false, false],
+            &sets,
+        );
+        check("transparent", &Wrapped(plain.clone()), [true, true], &sets);
+        check("twice", &twice, [true, true], &sets);
+    }
+
+    fn check<T: Serialize>(
+        name: &str,
+        model: &T,
+        takes: [bool; 2],
+        sets: &[&[(&'static str, RawBsonRef<'_>)]],
+    ) {
+        let encoded = encode_raw("c", "the document", model).unwrap();
+        for set in sets {
+            for (made, takes) in [None, Some(ObjectId::new())].into_iter().zip(takes) {
+                let copied = with_fields("c", &encoded, made, set).unwrap();
+                let (out, alone) = one_pass_of(model, made, set);
+                assert_eq!(out.as_bytes(), copied.as_bytes(), "{name} {set:?} {made:?}");
+                // More than four fields, or a field of mongrove's written twice, always take
+                // the other path.
+                let twice = name == "twice" && set.iter().any(|(k, _)| *k == "version");
+                let expected = takes && set.len() <= one_pass::MOST && !twice;
+                assert_eq!(alone, expected, "{name} {set:?} {made:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_refuses_what_encoding_refuses() {
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert("a\0b".to_owned(), 1);
+        #[derive(Serialize)]
+        struct WithMap {
+            m: std::collections::BTreeMap<String, i32>,
+        }
+        let error =
+            encode_with_fields("c", "the document", &WithMap { m: bad }, None, &[]).unwrap_err();
+        let Error::Encode { what, reason, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert!(what.contains("m"), "{what}: {reason}");
+        let error = encode_with_fields("c", "the document", &5_i32, None, &[]).unwrap_err();
+        assert!(matches!(error, Error::Encode { .. }), "{error:?}");
     }
 
     #[test]
