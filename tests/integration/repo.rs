@@ -629,6 +629,44 @@ mod ids {
         pub updated_at: Option<mongrove::bson::DateTime>,
     }
 
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Model)]
+    #[model(collection = "labels")]
+    pub struct Label {
+        #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+        pub id: Option<String>,
+        pub text: String,
+    }
+
+    /// A model whose id type cannot hold the `ObjectId` mongrove would make is refused before
+    /// anything is written: stored, it could not be told apart by its model.
+    #[tokio::test]
+    async fn an_id_mongrove_cannot_make_is_refused_before_writing() {
+        let db = common::db().await;
+        let labels = db.repo::<Label>();
+        let label = |id: Option<&str>| Label {
+            id: id.map(str::to_owned),
+            text: "t".into(),
+        };
+        let error = labels.insert(&mut label(None)).await.unwrap_err();
+        let Error::Encode { what, reason, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(what, "the _id");
+        assert!(
+            reason.contains("String") && reason.contains("set the id"),
+            "{reason}"
+        );
+        let mut two = vec![label(Some("a")), label(None)];
+        let error = labels.insert_many(&mut two).await.unwrap_err();
+        assert!(matches!(error, Error::Encode { .. }), "{error:?}");
+        assert_eq!(labels.count(Filter::all()).await.unwrap(), 0);
+        assert_eq!(two[1].id, None);
+
+        two[1].id = Some("b".into());
+        assert_eq!(labels.insert_many(&mut two).await.unwrap(), ["a", "b"]);
+        assert_eq!(labels.count(Filter::all()).await.unwrap(), 2);
+    }
+
     /// Every way a model can be encoded stores the same: one `_id` (made, first), mongrove's
     /// version and timestamps in the model's own fields, and the model's other fields as they are.
     #[tokio::test]

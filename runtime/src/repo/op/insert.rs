@@ -32,6 +32,9 @@ pub(crate) fn insertable_with_id<M: Model>(
     now: DateTime,
 ) -> Result<(RawDocumentBuf, Bson)> {
     let made = doc.id().is_none().then(ObjectId::new);
+    if let Some(made) = made {
+        made_id_fits::<M>(made)?;
+    }
     let body = prepared(doc, now, made)?;
     // The body has an `_id` now: the model's own, or the made one.
     let id = body
@@ -48,6 +51,25 @@ pub(crate) fn insertable_with_id<M: Model>(
             reason: "the model says it has an id, but its `_id` serializes as null or not \
                      at all"
                 .to_owned(),
+        }),
+    }
+}
+
+/// Refuses, before anything is written, a model without an id whose id type cannot hold the
+/// `ObjectId` mongrove makes for it: the document would be stored, and its model could not say
+/// under which id.
+fn made_id_fits<M: Model>(made: ObjectId) -> Result<()> {
+    match crate::value::from_bson::<M::Id>(Bson::ObjectId(made)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Encode {
+            collection: M::COLLECTION.to_owned(),
+            what: "the _id".to_owned(),
+            reason: format!(
+                "the model has no id, and its id type `{}` cannot hold the ObjectId mongrove \
+                 makes for such a model ({e}); set the id before inserting, or make its type \
+                 ObjectId (or Option<ObjectId>)",
+                std::any::type_name::<M::Id>()
+            ),
         }),
     }
 }
