@@ -788,3 +788,76 @@ async fn an_upsert_without_an_id_stores_the_document_under_the_filters_id() {
     assert_eq!(load(&db, other).await.title, "bulk");
     assert_eq!(tickets.count(Filter::all()).await.unwrap(), 2);
 }
+
+/// A batch cut off after part of it was written says so: what was written, which positions the
+/// lost connection left in doubt, which were never sent.
+#[tokio::test]
+async fn a_bulk_write_cut_off_half_way_reports_what_was_written() {
+    let db = common::db().await;
+    let tickets = db.repo::<Ticket>();
+    let f = Ticket::fields();
+    let batch = || {
+        vec![
+            WriteOp::Insert(ticket("a")),
+            WriteOp::Insert(ticket("b")),
+            WriteOp::delete_one(f.title.eq("nothing")),
+            WriteOp::Insert(ticket("c")),
+        ]
+    };
+
+    // The connection goes while the delete is on its way: it may or may not have been applied.
+    let lost = db
+        .fail_point(FailCommand::new(["delete"]).close_connection().times(1))
+        .await
+        .unwrap();
+    let report = partial(tickets.bulk_write(batch()).await);
+    assert_eq!(report.written, [0, 1]);
+    assert_eq!(report.uncertain, [2]);
+    assert_eq!(report.not_attempted, [3]);
+    assert_eq!((report.failed.len(), report.failed[0].index), (1, 2));
+    assert_eq!(report.failed[0].error.kind(), "Driver");
+    assert_eq!(report.outcome.inserted, 2);
+    assert!(report.to_string().contains("outcome unknown"), "{report}");
+    assert_eq!(tickets.count(Filter::all()).await.unwrap(), 2);
+
+    lost.off().await.unwrap();
+
+    // Refused by the server as a whole: nothing of it was applied, nothing is in doubt.
+    let refused = db
+        .fail_point(FailCommand::new(["delete"]).error_code(2).times(1))
+        .await
+        .unwrap();
+    let report = partial(tickets.bulk_write(batch()).await);
+    assert_eq!(report.written, [0, 1]);
+    assert!(report.uncertain.is_empty());
+    assert_eq!(report.failed[0].error.code(), Some(2));
+    assert_eq!(report.not_attempted, [3]);
+    assert_eq!(tickets.count(Filter::all()).await.unwrap(), 4);
+
+    refused.off().await.unwrap();
+
+    // Cut off before anything was written: the error as it is.
+    let first = db
+        .fail_point(FailCommand::new(["insert"]).error_code(2).times(1))
+        .await
+        .unwrap();
+    let error = tickets.bulk_write(batch()).await.unwrap_err();
+    assert_eq!(error.code(), Some(2), "{error}");
+
+    first.off().await.unwrap();
+
+    // In a transaction, the error as it is too: the abort takes the written part with it.
+    let _in_tx = db
+        .fail_point(FailCommand::new(["delete"]).error_code(2).times(1))
+        .await
+        .unwrap();
+    let error = db
+        .transaction(async |tx| {
+            tx.repo::<Ticket>().bulk_write(batch()).await?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(2), "{error}");
+    assert_eq!(tickets.count(Filter::all()).await.unwrap(), 4);
+}

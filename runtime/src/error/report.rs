@@ -24,6 +24,10 @@ pub struct PartialWrite {
     pub failed: Vec<FailedWrite>,
     /// The positions never sent, because an ordered batch stops at its first failure.
     pub not_attempted: Vec<usize>,
+    /// The positions in flight when the batch was cut off by an error about no one write (a
+    /// lost connection): the server may or may not have applied them. The error is the
+    /// `failed` entry at the first of them. Read these back before sending them again.
+    pub uncertain: Vec<usize>,
     /// What the written positions did: counts, and the ids of inserted documents.
     pub outcome: BulkOutcome,
 }
@@ -67,6 +71,13 @@ impl fmt::Display for PartialWrite {
         }
         for failure in &self.failed {
             write!(f, "; position {} failed: {}", failure.index, failure.error)?;
+        }
+        if !self.uncertain.is_empty() {
+            write!(
+                f,
+                "; outcome unknown (they may have been written): {}",
+                show_positions(&self.uncertain)
+            )?;
         }
         if !self.not_attempted.is_empty() {
             write!(

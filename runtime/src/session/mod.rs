@@ -203,6 +203,12 @@ impl SessionGuard<'_> {
         }
     }
 
+    /// Whether the round trips may run in a transaction: a scope's or a manual one, or the
+    /// caller's own session, which the driver does not say whether it began one on.
+    pub(crate) fn may_be_in_transaction(&self) -> bool {
+        !matches!(self, SessionGuard::None)
+    }
+
     /// Notes the outcome of a server round trip made in a transaction scope's session.
     pub(crate) fn note<T>(&self, result: &std::result::Result<T, mongodb::error::Error>) {
         if let (SessionGuard::Locked(_, shared), Err(error)) = (self, result) {

@@ -365,10 +365,18 @@ impl<'a, M: Model> InsertMany<'a, M> {
     ) -> Error {
         let total = self.docs.len();
         let first_sent_failure = sent_failures.iter().map(|f| f.index).min();
+        // Positions marked rather than searched: a batch may hold 100,000 of them, and an
+        // unordered one as many failures.
+        let mut refused = vec![false; total];
+        for failure in &sent_failures {
+            if let Some(mark) = refused.get_mut(failure.index) {
+                *mark = true;
+            }
+        }
         let written: Vec<usize> = sent
             .iter()
             .copied()
-            .filter(|i| !sent_failures.iter().any(|f| f.index == *i))
+            .filter(|&i| !refused[i])
             // Ordered: the server stops at its first failure.
             .filter(|i| !self.ordered || first_sent_failure.is_none_or(|first| *i < first))
             .collect();
@@ -378,9 +386,13 @@ impl<'a, M: Model> InsertMany<'a, M> {
         if self.ordered {
             failed.truncate(1);
         }
-        let not_attempted = (0..total)
-            .filter(|i| !written.contains(i) && !failed.iter().any(|f| f.index == *i))
-            .collect();
+        let mut accounted = vec![false; total];
+        for &i in written.iter().chain(failed.iter().map(|f| &f.index)) {
+            if let Some(mark) = accounted.get_mut(i) {
+                *mark = true;
+            }
+        }
+        let not_attempted = (0..total).filter(|&i| !accounted[i]).collect();
         let outcome = BulkOutcome {
             inserted: written.len() as u64,
             ids: written.iter().map(|&i| (i, ids[i].clone())).collect(),
@@ -393,6 +405,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
             written,
             failed,
             not_attempted,
+            uncertain: Vec::new(),
             outcome,
         }))
     }

@@ -27,7 +27,7 @@ use crate::query::{Filter, IntoFilter, Update};
 use crate::repo::Repo;
 use crate::session::SessionSlot;
 use plan::Planned;
-use send::{Grouped, Progress, add, is_per_write};
+use send::{Grouped, Progress, add, is_per_write, may_have_applied};
 
 /// One write of a [`Repo::bulk_write`] batch.
 #[derive(Debug)]
@@ -125,7 +125,9 @@ impl<M> WriteOp<M> {
 /// Runs no hooks. When part of the batch fails the error is [`Error::PartialWrite`]: which
 /// positions were applied, which failed and why (a duplicate key, a version conflict, a
 /// document over the size limit), and which were never attempted (an ordered batch stops at
-/// its first failure). Outside a transaction the applied part stays applied.
+/// its first failure). Outside a transaction the applied part stays applied. A batch cut off
+/// by a lost connection after part of it was written lists the positions that connection left
+/// in doubt ([`PartialWrite::uncertain`]).
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct BulkWrite<'a, M: Model> {
     repo: &'a Repo<M>,
@@ -161,6 +163,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
             outcome: BulkOutcome::default(),
             written: Vec::new(),
             failed: Vec::new(),
+            in_flight: Vec::new(),
         };
         let mut session = std::mem::take(&mut self.session);
         let mut guard = session.lock().await?;
@@ -177,11 +180,17 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                     ) {
                         group.push(Grouped { index, item, id });
                     }
-                    self.send_group(&mut guard, group, kind, &limits, &mut progress)
-                        .await?;
+                    let sent = self
+                        .send_group(&mut guard, group, kind, &limits, &mut progress)
+                        .await;
+                    if let Err(error) = sent {
+                        let in_session = guard.may_be_in_transaction();
+                        return Err(self.cut_off(error, progress, total, in_session));
+                    }
                 }
                 Planned::Refused(error) => progress.failed.push(FailedWrite { index, error }),
                 Planned::Alone(single) => {
+                    progress.in_flight = vec![index];
                     match self.send_alone(&mut guard, index, single, now).await {
                         Ok(outcome) => {
                             add(&mut progress.outcome, outcome);
@@ -190,29 +199,74 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                         Err(error) if is_per_write(&error) => {
                             progress.failed.push(FailedWrite { index, error });
                         }
-                        Err(error) => return Err(error),
+                        Err(error) => {
+                            let in_session = guard.may_be_in_transaction();
+                            return Err(self.cut_off(error, progress, total, in_session));
+                        }
                     }
+                    progress.in_flight.clear();
                 }
             }
         }
         if progress.failed.is_empty() {
             return Ok(progress.outcome);
         }
+        Err(self.partial(progress, total))
+    }
+
+    /// The error of a batch cut off by an error about no one write (a lost connection, a
+    /// closed session). Before anything was written, or in a session (a transaction's abort
+    /// takes the written part with it, and its retry must see the error itself; the driver
+    /// does not say whether a caller's own session is in one), that error as it is; otherwise
+    /// a report that says what was written before it, which positions it left in doubt, and
+    /// which were never sent.
+    fn cut_off(
+        &self,
+        error: Error,
+        mut progress: Progress,
+        total: usize,
+        in_session: bool,
+    ) -> Error {
+        let nothing_yet = progress.written.is_empty() && progress.failed.is_empty();
+        let Some(&first) = progress.in_flight.first() else {
+            return error;
+        };
+        if in_session || nothing_yet {
+            return error;
+        }
+        if !may_have_applied(&error) {
+            // Refused as a whole, or never sent: nothing of it was applied.
+            progress.in_flight.clear();
+        }
+        progress.failed.push(FailedWrite {
+            index: first,
+            error,
+        });
+        self.partial(progress, total)
+    }
+
+    fn partial(&self, mut progress: Progress, total: usize) -> Error {
         progress.failed.sort_by_key(|f| f.index);
-        let not_attempted = (0..total)
-            .filter(|i| {
-                !progress.written.contains(i) && !progress.failed.iter().any(|f| f.index == *i)
-            })
-            .collect();
-        Err(Error::PartialWrite(Box::new(PartialWrite {
+        let uncertain = progress.in_flight;
+        // Marked rather than searched: a batch may hold 100,000 positions.
+        let mut accounted = vec![false; total];
+        let failed = progress.failed.iter().map(|f| &f.index);
+        for &i in progress.written.iter().chain(failed).chain(&uncertain) {
+            if let Some(seen) = accounted.get_mut(i) {
+                *seen = true;
+            }
+        }
+        let not_attempted = (0..total).filter(|&i| !accounted[i]).collect();
+        Error::PartialWrite(Box::new(PartialWrite {
             collection: M::COLLECTION.to_owned(),
             operation: "bulk_write",
             total,
             written: progress.written,
             failed: progress.failed,
             not_attempted,
+            uncertain,
             outcome: progress.outcome,
-        })))
+        }))
     }
 }
 

@@ -27,6 +27,9 @@ pub(super) struct Progress {
     pub(super) outcome: BulkOutcome,
     pub(super) written: Vec<usize>,
     pub(super) failed: Vec<FailedWrite>,
+    /// The positions of the command on its way to the server: the ones whose fate an error
+    /// about no one write leaves open.
+    pub(super) in_flight: Vec<usize>,
 }
 
 impl<'a, M: Model> BulkWrite<'a, M> {
@@ -61,8 +64,11 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 items.push(write.item.clone());
             }
             let command = rawdoc! { name: M::COLLECTION, list: items, "ordered": self.ordered };
+            progress.in_flight.clear();
+            progress.in_flight.extend(chunk.iter().map(|w| w.index));
             let reply = run_in!(guard, repo.db.database().run_raw_command(command));
             let reply = reply.map_err(|e| repo.driver_error(e))?;
+            progress.in_flight.clear();
             self.count_reply(&reply, chunk, kind, progress);
             if self.ordered && !progress.failed.is_empty() {
                 return Ok(());
@@ -91,8 +97,11 @@ impl<'a, M: Model> BulkWrite<'a, M> {
             })
             .collect();
         let first_failure = failures.iter().map(|f| f.index).min();
+        // Searched in order: a chunk may hold 100,000 writes, and as many failures.
+        let mut failed_positions: Vec<usize> = failures.iter().map(|f| f.index).collect();
+        failed_positions.sort_unstable();
         for write in chunk {
-            let failed = failures.iter().any(|f| f.index == write.index);
+            let failed = failed_positions.binary_search(&write.index).is_ok();
             let stopped = self.ordered && first_failure.is_some_and(|first| write.index > first);
             if failed || stopped {
                 continue;
@@ -291,6 +300,21 @@ pub(super) fn is_per_write(error: &Error) -> bool {
             | Error::WriteFailed { .. }
             | Error::Decode { .. }
     )
+}
+
+/// Whether a failed command may have been applied all the same: the connection went before
+/// the answer came. A server's refusal, or a server never reached, applied nothing.
+pub(super) fn may_have_applied(error: &Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match error {
+        Error::Driver(e) => !matches!(
+            e.kind.as_ref(),
+            ErrorKind::Command(_)
+                | ErrorKind::ServerSelection { .. }
+                | ErrorKind::InvalidArgument { .. }
+        ),
+        _ => false,
+    }
 }
 
 pub(super) fn add(total: &mut BulkOutcome, more: BulkOutcome) {
