@@ -106,6 +106,8 @@ pub(crate) struct ServerLimits {
     pub(crate) max_bson_object_size: usize,
     /// `maxWriteBatchSize`: the most writes in one command (100,000 by default).
     pub(crate) max_write_batch_size: usize,
+    /// `maxMessageSizeBytes`: the largest message on the wire (48,000,000 by default).
+    pub(crate) max_message_size: usize,
 }
 
 impl Db {
@@ -242,6 +244,7 @@ impl Db {
                     limits: ServerLimits {
                         max_bson_object_size: limit("maxBsonObjectSize", 16 * 1024 * 1024),
                         max_write_batch_size: limit("maxWriteBatchSize", 100_000),
+                        max_message_size: limit("maxMessageSizeBytes", 48_000_000),
                     },
                 })
             })

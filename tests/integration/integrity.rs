@@ -861,3 +861,37 @@ async fn a_bulk_write_cut_off_half_way_reports_what_was_written() {
     assert_eq!(error.code(), Some(2), "{error}");
     assert_eq!(tickets.count(Filter::all()).await.unwrap(), 4);
 }
+
+/// An `insert_many` of more documents than one command takes goes as several commands; cut off
+/// after the first, it says which documents were written and which are in doubt.
+#[tokio::test]
+async fn an_insert_many_cut_off_between_commands_reports_what_was_written() {
+    let db = common::db().await;
+    let blobs = db.repo::<Blob>();
+    // One more than the server's `maxWriteBatchSize`: two commands.
+    let total = 100_001;
+    let mut batch: Vec<Blob> = (0..total).map(|i| blob(&i.to_string())).collect();
+
+    // The first command is answered; the connection goes under the second (and under the
+    // driver's retry of it).
+    let lost = db
+        .fail_point(FailCommand::new(["insert"]).close_connection().skip(1))
+        .await
+        .unwrap();
+    let report = partial(blobs.insert_many(&mut batch).await);
+    lost.off().await.unwrap();
+    assert_eq!(report.written, (0..100_000).collect::<Vec<_>>());
+    assert_eq!(report.uncertain, [100_000]);
+    assert_eq!(report.failed[0].index, 100_000);
+    assert!(report.not_attempted.is_empty());
+    assert_eq!(report.outcome.inserted, 100_000);
+    assert!(batch[..100_000].iter().all(|b| b.id.is_some()));
+    assert_eq!(batch[100_000].id, None);
+    assert_eq!(blobs.count(Filter::all()).await.unwrap(), 100_000);
+
+    // Without the fault, the same batch goes through whole.
+    let mut again: Vec<Blob> = (0..total).map(|i| blob(&i.to_string())).collect();
+    blobs.insert_many(&mut again).await.unwrap();
+    assert!(again.iter().all(|b| b.id.is_some()));
+    assert_eq!(blobs.count(Filter::all()).await.unwrap(), 200_001);
+}

@@ -26,6 +26,7 @@ static FAIL_POINT: Mutex<()> = Mutex::const_new(());
 pub struct FailCommand {
     commands: Vec<String>,
     times: Option<u32>,
+    skip: Option<u32>,
     probability: Option<f64>,
     error_code: Option<i32>,
     error_labels: Option<Vec<String>>,
@@ -41,6 +42,7 @@ impl FailCommand {
         FailCommand {
             commands: commands.into_iter().map(Into::into).collect(),
             times: None,
+            skip: None,
             probability: None,
             error_code: None,
             error_labels: None,
@@ -68,6 +70,13 @@ impl FailCommand {
     /// Fails only the next `times` matching commands.
     pub fn times(mut self, times: u32) -> Self {
         self.times = Some(times);
+        self
+    }
+
+    /// Lets the first `skip` matching commands through and fails every one after them, until
+    /// the guard is dropped (instead of `times` and `probability`).
+    pub fn skip(mut self, skip: u32) -> Self {
+        self.skip = Some(skip);
         self
     }
 
@@ -129,10 +138,15 @@ impl FailCommand {
         if let Some(error) = &self.write_concern_error {
             data.insert("writeConcernError", error.clone());
         }
-        let mode = match (self.times, self.probability) {
-            (Some(times), _) => mongodb::bson::Bson::Document(doc! { "times": i64::from(times) }),
-            (None, Some(p)) => mongodb::bson::Bson::Document(doc! { "activationProbability": p }),
-            (None, None) => mongodb::bson::Bson::String("alwaysOn".into()),
+        let mode = match (self.skip, self.times, self.probability) {
+            (Some(skip), ..) => mongodb::bson::Bson::Document(doc! { "skip": i64::from(skip) }),
+            (None, Some(times), _) => {
+                mongodb::bson::Bson::Document(doc! { "times": i64::from(times) })
+            }
+            (None, None, Some(p)) => {
+                mongodb::bson::Bson::Document(doc! { "activationProbability": p })
+            }
+            (None, None, None) => mongodb::bson::Bson::String("alwaysOn".into()),
         };
         doc! { "configureFailPoint": "failCommand", "mode": mode, "data": data }
     }

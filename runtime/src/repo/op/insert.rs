@@ -206,6 +206,9 @@ session_setter!(Insert);
 /// When part of the batch fails (a duplicate key at position k, a document over the server's
 /// size limit), the written documents keep their ids and versions in memory, and the error is
 /// [`Error::PartialWrite`], which lists the written positions and each failed one with its cause.
+/// A batch larger than one command takes goes as several; cut off by a lost connection after
+/// the first of them, the report says which positions were written and which are in doubt
+/// ([`PartialWrite::uncertain`](crate::PartialWrite::uncertain)).
 #[must_use = "an operation does nothing until it is awaited"]
 pub struct InsertMany<'a, M: Model> {
     repo: &'a Repo<M>,
@@ -266,7 +269,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
         }
         // An oversized document is never sent: an ordered batch stops before it, an unordered
         // one goes on without it.
-        let send: Vec<usize> = match (self.ordered, oversized.first()) {
+        let mut send: Vec<usize> = match (self.ordered, oversized.first()) {
             (true, Some(first)) => (0..first.index).collect(),
             _ => (0..bodies.len())
                 .filter(|i| !oversized.iter().any(|f| f.index == *i))
@@ -278,37 +281,62 @@ impl<'a, M: Model> InsertMany<'a, M> {
         }
         let mut sent_failures = Vec::new();
         if !send.is_empty() {
-            // Moved, not copied: nothing reads a body once it is sent.
-            let batch: Vec<RawDocumentBuf> =
-                send.iter().filter_map(|&i| bodies[i].take()).collect();
             let mut options = InsertManyOptions::default();
             options.ordered = Some(self.ordered);
-            let result = {
-                let mut guard = self.session.lock().await?;
-                run_in!(guard, repo.raw.insert_many(batch).with_options(options))
-            };
-            if let Err(error) = result {
+            let mut guard = self.session.lock().await?;
+            // Sent in chunks the driver sends as one command each, so that a batch cut off
+            // part-way can say which chunks were answered.
+            let mut answered = 0;
+            while answered < send.len() {
+                let chunk =
+                    &send[answered..answered + chunk_len(&send[answered..], &bodies, &limits)];
+                // Moved, not copied: nothing reads a body once it is sent.
+                let batch: Vec<RawDocumentBuf> =
+                    chunk.iter().filter_map(|&i| bodies[i].take()).collect();
+                let result = run_in!(
+                    guard,
+                    repo.raw.insert_many(batch).with_options(options.clone())
+                );
+                let Err(error) = result else {
+                    answered += chunk.len();
+                    continue;
+                };
                 let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
-                    // Not a per-document failure (the connection, a closed session): the
-                    // driver does not say how far it got.
-                    return Err(repo.driver_error(error));
+                    // Not about one document (the connection, a closed session): whether
+                    // this chunk was written is unknown.
+                    let in_session = guard.may_be_in_transaction();
+                    let nothing_yet = answered == 0 && failed.is_empty();
+                    if in_session || nothing_yet {
+                        return Err(repo.driver_error(error));
+                    }
+                    let cut_off = CutOff {
+                        positions: chunk.to_vec(),
+                        error: repo.driver_error(error),
+                    };
+                    let answered = send[..answered].to_vec();
+                    drop(guard);
+                    let partial =
+                        self.partial(ids, answered, Some(cut_off), failed, sent_failures, now);
+                    return Err(partial);
                 };
                 let Some(errors) = failure.write_errors.as_ref().filter(|e| !e.is_empty()) else {
-                    // Only a write concern error: every document is written, but the server
-                    // did not confirm what was asked. The models get their ids all the same.
-                    self.written(&ids, &send, now);
+                    // Only a write concern error: the chunk is written, but the server did not
+                    // confirm what was asked. The written models get their ids all the same.
+                    drop(guard);
+                    self.written(&ids, &send[..answered + chunk.len()], now);
                     return Err(repo.driver_error(error));
                 };
-                sent_failures = errors
-                    .iter()
-                    .filter_map(|e| {
-                        let index = *send.get(e.index)?;
-                        let error =
-                            crate::error::write_error(M::COLLECTION, index, e.code, &e.message);
-                        Some(FailedWrite { index, error })
-                    })
-                    .collect();
+                sent_failures.extend(errors.iter().filter_map(|e| {
+                    let index = *chunk.get(e.index)?;
+                    let error = crate::error::write_error(M::COLLECTION, index, e.code, &e.message);
+                    Some(FailedWrite { index, error })
+                }));
+                answered += chunk.len();
+                if self.ordered {
+                    break;
+                }
             }
+            send.truncate(answered);
         }
         if failed.is_empty() && sent_failures.is_empty() {
             // Every model gets its id, version and timestamps before any hook runs or an
@@ -340,7 +368,7 @@ impl<'a, M: Model> InsertMany<'a, M> {
                 None => Ok(decoded),
             };
         }
-        Err(self.partial(ids, send, failed, sent_failures, now))
+        Err(self.partial(ids, send, None, failed, sent_failures, now))
     }
 
     /// Gives the written models their ids, versions and timestamps.
@@ -354,11 +382,13 @@ impl<'a, M: Model> InsertMany<'a, M> {
         }
     }
 
-    /// The report of a batch written in part.
+    /// The report of a batch written in part: `sent` are the positions whose commands were
+    /// answered, `cut_off` the chunk an error about no one document left in doubt.
     fn partial(
         &mut self,
         ids: Vec<Bson>,
         sent: Vec<usize>,
+        cut_off: Option<CutOff>,
         mut failed: Vec<FailedWrite>,
         sent_failures: Vec<FailedWrite>,
         now: DateTime,
@@ -382,12 +412,22 @@ impl<'a, M: Model> InsertMany<'a, M> {
             .collect();
         self.written(&ids, &written, now);
         failed.extend(sent_failures);
+        let uncertain = match cut_off {
+            Some(CutOff { positions, error }) => {
+                if let Some(&index) = positions.first() {
+                    failed.push(FailedWrite { index, error });
+                }
+                positions
+            }
+            None => Vec::new(),
+        };
         failed.sort_by_key(|f| f.index);
         if self.ordered {
             failed.truncate(1);
         }
         let mut accounted = vec![false; total];
-        for &i in written.iter().chain(failed.iter().map(|f| &f.index)) {
+        let failed_positions = failed.iter().map(|f| &f.index);
+        for &i in written.iter().chain(failed_positions).chain(&uncertain) {
             if let Some(mark) = accounted.get_mut(i) {
                 *mark = true;
             }
@@ -405,10 +445,42 @@ impl<'a, M: Model> InsertMany<'a, M> {
             written,
             failed,
             not_attempted,
-            uncertain: Vec::new(),
+            uncertain,
             outcome,
         }))
     }
+}
+
+/// A chunk of an `insert_many` whose command failed in a way that does not say whether the
+/// server wrote it (the connection went), after earlier chunks were written.
+struct CutOff {
+    positions: Vec<usize>,
+    error: Error,
+}
+
+/// How many of `positions` (the next ones to send) go in one command: at most the server's
+/// `maxWriteBatchSize` documents, and what fits in one message with room for the command.
+fn chunk_len(
+    positions: &[usize],
+    bodies: &[Option<RawDocumentBuf>],
+    limits: &ServerLimits,
+) -> usize {
+    // The command's own fields and the message's headers.
+    const ROOM: usize = 64 * 1024;
+    let budget = limits.max_message_size.saturating_sub(ROOM);
+    let mut bytes = 0;
+    let mut take = 0;
+    while take < positions.len() && take < limits.max_write_batch_size {
+        let size = bodies[positions[take]]
+            .as_ref()
+            .map_or(0, |b| b.as_bytes().len());
+        if take > 0 && bytes + size > budget {
+            break;
+        }
+        bytes += size;
+        take += 1;
+    }
+    take.max(1)
 }
 
 /// The failure of a document over the server's size limit, found before sending it.
