@@ -120,6 +120,7 @@ async fn creates_reads_and_updates_an_order_over_http_with_409_on_a_stale_versio
     let (status, _) = request(&addr, "GET", "/orders/not-an-id", None).await;
     assert_eq!(status, 400);
 
+    assert!(still_serves(&addr, &path).await, "the check sees a live service");
     stop.send(()).expect("the server is running");
     timeout(WAIT, server)
         .await
@@ -127,9 +128,25 @@ async fn creates_reads_and_updates_an_order_over_http_with_409_on_a_stale_versio
         .expect("the task ends")
         .expect("serves without error");
     assert!(
-        TcpStream::connect(&addr).await.is_err(),
-        "nothing listens after the shutdown"
+        !still_serves(&addr, &path).await,
+        "the service answers after the shutdown"
     );
+}
+
+/// Whether the service still answers at `addr`. The freed port may already belong to another
+/// test's listener (a `mongod` started meanwhile), so a connection alone proves nothing: the
+/// question is whether the order comes back.
+async fn still_serves(addr: &str, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut reply = Vec::new();
+    let _ = timeout(Duration::from_secs(2), stream.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).contains("\"customer\":\"ada\"")
 }
 
 #[tokio::test]
