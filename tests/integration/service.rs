@@ -120,7 +120,10 @@ async fn creates_reads_and_updates_an_order_over_http_with_409_on_a_stale_versio
     let (status, _) = request(&addr, "GET", "/orders/not-an-id", None).await;
     assert_eq!(status, 400);
 
-    assert!(still_serves(&addr, &path).await, "the check sees a live service");
+    assert!(
+        still_serves(&addr, &path).await,
+        "the check sees a live service"
+    );
     stop.send(()).expect("the server is running");
     timeout(WAIT, server)
         .await
