@@ -894,4 +894,28 @@ async fn an_insert_many_cut_off_between_commands_reports_what_was_written() {
     blobs.insert_many(&mut again).await.unwrap();
     assert!(again.iter().all(|b| b.id.is_some()));
     assert_eq!(blobs.count(Filter::all()).await.unwrap(), 200_001);
+
+    // The first command is written but not confirmed as asked: nothing more is sent, and the
+    // report says so.
+    let unconfirmed = db
+        .fail_point(
+            FailCommand::new(["insert"])
+                .write_concern_error(
+                    doc! { "code": 64, "errmsg": "waiting for replication timed out" },
+                )
+                .times(1),
+        )
+        .await
+        .unwrap();
+    let mut third: Vec<Blob> = (0..total).map(|i| blob(&i.to_string())).collect();
+    let report = partial(blobs.insert_many(&mut third).await);
+    unconfirmed.off().await.unwrap();
+    assert_eq!(report.written.len(), 100_000);
+    assert_eq!(report.failed[0].index, 99_999);
+    assert_eq!(report.failed[0].error.code(), Some(64));
+    assert!(report.failed[0].error.to_string().contains("were written"));
+    assert_eq!(report.not_attempted, [100_000]);
+    assert!(report.uncertain.is_empty());
+    assert!(third[99_999].id.is_some() && third[100_000].id.is_none());
+    assert_eq!(blobs.count(Filter::all()).await.unwrap(), 300_001);
 }

@@ -321,10 +321,32 @@ impl<'a, M: Model> InsertMany<'a, M> {
                 };
                 let Some(errors) = failure.write_errors.as_ref().filter(|e| !e.is_empty()) else {
                     // Only a write concern error: the chunk is written, but the server did not
-                    // confirm what was asked. The written models get their ids all the same.
+                    // confirm what was asked. Nothing more is sent.
+                    answered += chunk.len();
                     drop(guard);
-                    self.written(&ids, &send[..answered + chunk.len()], now);
-                    return Err(repo.driver_error(error));
+                    let whole = answered == send.len() && failed.is_empty();
+                    if whole && sent_failures.is_empty() {
+                        // The written models get their ids all the same.
+                        self.written(&ids, &send, now);
+                        return Err(repo.driver_error(error));
+                    }
+                    let last = chunk[chunk.len() - 1];
+                    let concern = failure.write_concern_error.as_ref();
+                    failed.push(FailedWrite {
+                        index: last,
+                        error: Error::WriteFailed {
+                            collection: M::COLLECTION.to_owned(),
+                            index: last,
+                            code: concern.map_or(0, |c| c.code),
+                            message: format!(
+                                "write concern error after the documents up to position {last} \
+                                 were written: {}",
+                                concern.map_or("", |c| c.message.as_str())
+                            ),
+                        },
+                    });
+                    let answered = send[..answered].to_vec();
+                    return Err(self.partial(ids, answered, None, failed, sent_failures, now));
                 };
                 sent_failures.extend(errors.iter().filter_map(|e| {
                     let index = *chunk.get(e.index)?;
