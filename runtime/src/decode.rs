@@ -53,11 +53,7 @@ pub(crate) fn decode_document<T: DeserializeOwned>(collection: &str, doc: Docume
 }
 
 fn explain<T: DeserializeOwned>(collection: &str, raw: &RawDocument, fast_reason: String) -> Error {
-    let id = raw
-        .get("_id")
-        .ok()
-        .flatten()
-        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+    let id = raw_id(raw);
     match Document::try_from(raw) {
         Ok(doc) => match decode_document::<T>(collection, doc) {
             Err(error) => error,
@@ -103,6 +99,12 @@ pub(crate) fn encode<T: Serialize>(collection: &str, value: &T) -> Result<Docume
     })
 }
 
+/// A raw document's `_id`, if it has one that converts to a `Bson` value.
+pub(crate) fn raw_id(raw: &RawDocument) -> Option<Bson> {
+    let id = raw.get("_id").ok().flatten()?;
+    Bson::try_from(id.to_raw_bson()).ok()
+}
+
 /// Encodes a model straight to raw BSON for a write, without building a `Document` first.
 ///
 /// bson's raw serializer refuses a NUL byte in a field name or a regular expression (it writes
@@ -143,12 +145,7 @@ fn depth_error(collection: &str, id: Option<Bson>, path: String) -> Error {
 /// top-level fields `passed_over`. The walk reads only the layout (see `raw_walk`): the decoder
 /// checks the values afterwards.
 fn check_raw_depth(collection: &str, raw: &RawDocument, passed_over: &[&str]) -> Result<()> {
-    let id = || {
-        raw.get("_id")
-            .ok()
-            .flatten()
-            .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
-    };
+    let id = || raw_id(raw);
     // The open containers, innermost last, each with the key it was found under.
     let mut stack: Vec<(Elements<'_>, &[u8])> = Vec::with_capacity(8);
     stack.push((Elements::new(raw.as_bytes()), b""));

@@ -24,6 +24,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::InsertManyOptions;
 use tokio::sync::oneshot;
 
+use crate::decode::raw_id;
 use crate::error::{Error, Result};
 
 pub use crate::db::MAX_BATCH;
@@ -268,11 +269,7 @@ impl Batcher {
         let mut docs = Vec::with_capacity(wanted);
         while cursor.advance().await? {
             let current = cursor.current();
-            let id = current
-                .get("_id")
-                .ok()
-                .flatten()
-                .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+            let id = raw_id(current);
             if let Some(id) = id {
                 docs.push((id, current.to_raw_document_buf()));
             }

@@ -11,6 +11,7 @@ use mongodb::options::InsertManyOptions;
 
 use super::{awaitable, session_setter};
 use crate::db::ServerLimits;
+use crate::decode::raw_id;
 use crate::error::{BulkOutcome, Error, FailedWrite, PartialWrite, Result};
 use crate::hooks::HookPoint;
 use crate::model::Model;
@@ -37,11 +38,7 @@ pub(crate) fn insertable_with_id<M: Model>(
     }
     let body = prepared(doc, now, made)?;
     // The body has an `_id` now: the model's own, or the made one.
-    let id = body
-        .get("_id")
-        .ok()
-        .flatten()
-        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+    let id = raw_id(&body);
     match (id, made) {
         (Some(id), _) => Ok((body, id)),
         (None, Some(made)) => Ok((body, Bson::ObjectId(made))),

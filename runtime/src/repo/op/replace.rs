@@ -10,6 +10,7 @@ use super::bookkeeping::insert_only;
 use super::insert::{insertable, inserted};
 use super::update::UpdateOutcome;
 use super::{awaitable, session_setter};
+use crate::decode::raw_id;
 use crate::error::Result;
 use crate::hooks::HookPoint;
 use crate::model::Model;
@@ -56,12 +57,7 @@ async fn replace_checked<M: Model>(
         count += 1;
     }
     let mut body = encode_with_fields(M::COLLECTION, "the document", &*doc, None, &set[..count])?;
-    let id = body
-        .get("_id")
-        .ok()
-        .flatten()
-        .filter(|id| !matches!(id, RawBsonRef::Null))
-        .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+    let id = raw_id(&body).filter(|id| *id != Bson::Null);
     let (filter, expected) = match versioned {
         Some((field, claimed)) => {
             let expected = match &id {

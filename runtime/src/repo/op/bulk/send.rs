@@ -7,6 +7,7 @@ use mongodb::options::{ReplaceOptions, UpdateOptions};
 use super::BulkWrite;
 use super::plan::{Kind, Single};
 use crate::db::ServerLimits;
+use crate::decode::raw_id;
 use crate::error::{BulkOutcome, Error, FailedWrite, Result};
 use crate::model::Model;
 use crate::raw_fields::encode_with_fields;
@@ -220,12 +221,7 @@ impl<'a, M: Model> BulkWrite<'a, M> {
                 }
                 let mut body =
                     encode_with_fields(M::COLLECTION, "a document", &*doc, None, &set[..count])?;
-                let id = body
-                    .get("_id")
-                    .ok()
-                    .flatten()
-                    .filter(|id| !matches!(id, RawBsonRef::Null))
-                    .and_then(|id| Bson::try_from(id.to_raw_bson()).ok());
+                let id = raw_id(&body).filter(|id| *id != Bson::Null);
                 let expected = match (expected, doc.version(), id) {
                     (Some(expected), _, _) => expected,
                     (None, Some(claimed), Some(id)) => {
