@@ -12,11 +12,4 @@ sudo=""
 if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 $sudo apt-get update -qq >&2
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >&2
-# A fresh install's first run builds the font cache before it lays out a page, which can take
-# longer than a test waits: pay for it here, once.
-profile=$(mktemp -d)
-timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run \
-    --user-data-dir="$profile" --dump-dom 'data:text/html,<p>warm</p>' >/dev/null 2>&1 ||
-    echo "install-chromium.sh: the warm-up run of chromium failed; the tests will say more" >&2
-rm -rf "$profile"
 command -v chromium
