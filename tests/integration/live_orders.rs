@@ -18,9 +18,6 @@ use tokio_tungstenite::tungstenite::Message;
 use example::{LiveOrders, Order};
 
 const WAIT: Duration = Duration::from_secs(20);
-/// A fresh machine's first Chromium builds its font cache before it lays out the page: allow
-/// for that, since the wait ends as soon as the page shows what it must.
-const BROWSER_WAIT: Duration = Duration::from_secs(60);
 
 type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
@@ -416,7 +413,7 @@ impl Browser {
             .expect("chromium starts");
         // Owned at once, so that a failure below still stops it.
         let process = Chromium { child, profile };
-        let target = timeout(BROWSER_WAIT, async {
+        let target = timeout(WAIT, async {
             loop {
                 if let Some(target) = page_target(port).await {
                     return target;
@@ -469,7 +466,7 @@ impl Browser {
     /// The DOM once it holds every one of `needles`, or as it is when the wait runs out (the
     /// caller's assertions then say what is missing).
     async fn wait_for(&mut self, needles: &[&str]) -> String {
-        let deadline = tokio::time::Instant::now() + BROWSER_WAIT;
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let dom = self.dom().await;
             if needles.iter().all(|n| dom.contains(n)) || tokio::time::Instant::now() > deadline {
@@ -567,7 +564,7 @@ async fn a_real_browser_shows_stored_and_live_orders() {
         let live = live.clone();
         let orders = orders.clone();
         tokio::spawn(async move {
-            timeout(BROWSER_WAIT, async {
+            timeout(WAIT, async {
                 while live.open_streams() == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -591,31 +588,26 @@ async fn a_real_browser_shows_stored_and_live_orders() {
     // page's WebSocket traffic arrived.
     let opened = std::time::Instant::now();
     let mut browser = Browser::open(&url).await;
-    let dom = browser
-        .wait_for(&[
-            "Stored-Before-Load",
-            "Placed-While-Open",
-            "An event could not be shown",
-        ])
-        .await;
+    // Looked for as shown, in their elements: the raw log holds the orders' names too, and the
+    // page's script the notice's text.
+    let (stored, placed) = ("<td>Stored-Before-Load</td>", "<td>Placed-While-Open</td>");
+    let notice = r#"<div id="notice" role="alert">An event could not be shown"#;
+    let dom = browser.wait_for(&[stored, placed, notice]).await;
     let waited = opened.elapsed();
     writer.await.unwrap();
     drop(browser);
     // What a person would look at (state, notice, rows, and the raw messages with their times),
     // rather than the whole page with its style sheet.
     let shown = format!("after {waited:?}:\n{}", what_the_page_shows(&dom));
-    assert!(dom.contains("Stored-Before-Load"), "{shown}");
-    assert!(dom.contains("Placed-While-Open"), "{shown}");
+    assert!(dom.contains(stored), "{shown}");
+    assert!(dom.contains(placed), "{shown}");
     assert!(
         dom.contains(r#"<details id="raw">"#),
         "the raw log starts collapsed: {shown}"
     );
     assert!(dom.contains(r#"class="live""#), "{shown}");
     // The undecodable order is a visible notice, not a silent gap.
-    assert!(
-        dom.contains(r#"<div id="notice" role="alert">An event could not be shown"#),
-        "{shown}"
-    );
+    assert!(dom.contains(notice), "{shown}");
     assert!(!dom.contains("Broken</td>"), "{shown}");
 
     // A screenshot for people to look at.
