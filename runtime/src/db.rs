@@ -150,9 +150,11 @@ impl Db {
     /// added); the calls that arrive while it is in flight leave together when it returns, at
     /// most [`MAX_BATCH`](crate::MAX_BATCH) per round trip.
     ///
-    /// Calls in a transaction, or given a session, are never batched: they run on their own,
-    /// so no batch mixes sessions. Hooks, validation, versions and timestamps are applied to
-    /// each document by its own caller, as without batching.
+    /// No batch mixes sessions. Calls in a transaction batch only with calls of the same
+    /// transaction attempt, in its session (so they read its own writes), and their inserts
+    /// go as one ordered `insertMany`; calls given a session of the caller's own
+    /// (`.session(..)`) are never batched. Hooks, validation, versions and timestamps are
+    /// applied to each document by its own caller, as without batching.
     pub fn with_batching(&self) -> Db {
         self.with_batching_limit(MAX_BATCH)
     }

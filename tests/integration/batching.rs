@@ -59,13 +59,32 @@ fn card(id: &str) -> Card {
     }
 }
 
-/// The names of the commands a monitored client sent.
+/// The names of the commands a monitored client sent, each with whether it ran in a
+/// transaction (carried a `txnNumber`).
 #[derive(Clone, Default)]
-struct Sent(Arc<Mutex<Vec<String>>>);
+struct Sent(Arc<Mutex<Vec<(String, bool)>>>);
 
 impl Sent {
     fn count(&self, name: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|n| *n == name).count()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .count()
+    }
+
+    fn in_transaction(&self, name: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, tx)| n == name && *tx)
+            .count()
+    }
+
+    fn all(&self) -> Vec<(String, bool)> {
+        self.0.lock().unwrap().clone()
     }
 
     fn clear(&self) {
@@ -81,7 +100,12 @@ async fn monitored(test: &TestDb) -> (Db, Sent) {
     let record = sent.clone();
     options.command_event_handler = Some(EventHandler::callback(move |event| {
         if let CommandEvent::Started(started) = event {
-            record.0.lock().unwrap().push(started.command_name);
+            let in_transaction = started.command.contains_key("txnNumber");
+            record
+                .0
+                .lock()
+                .unwrap()
+                .push((started.command_name, in_transaction));
         }
     }));
     let client = mongrove::mongodb::Client::with_options(options).expect("client");
@@ -299,47 +323,104 @@ async fn calls_made_while_a_batch_is_in_flight_leave_together_after_it() {
     assert!(sizes[1].contains("size=9 "), "{sizes:?}");
 }
 
-#[tokio::test]
-async fn calls_in_a_transaction_or_a_session_are_not_batched() {
+#[tokio::test(flavor = "current_thread")]
+async fn calls_in_a_transaction_batch_only_within_it_and_a_callers_session_never() {
     let test = common::db().await;
     let (db, sent) = monitored(&test).await;
     let db = db.with_batching();
     let cards = db.repo::<Card>();
-    cards.insert(&mut card("outside")).await.unwrap();
-    // The batching repository joins the transaction: its insert is rolled back with it, and
-    // its lookup sees the transaction's own uncommitted write, which no batch outside it could.
+    for id in ["a", "b", "c"] {
+        cards.insert(&mut card(id)).await.unwrap();
+    }
     let outcome: Result<(), Error> = db
         .transaction(async |_tx| {
-            let mut inside = card("inside");
-            let (inserted, seen) = tokio::join!(cards.insert(&mut inside), async {
-                tokio::task::yield_now().await;
-                cards.find_by_id("outside".to_owned()).await
+            // The transaction's own uncommitted write, then lookups made together: one `find`,
+            // in the transaction (it sees that write), each caller with its own answer.
+            cards.insert(&mut card("inside")).await?;
+            // A task the transaction does not bind looks up at the same moment: it runs
+            // outside, in a batch of its own, and cannot see the uncommitted card.
+            let outside = tokio::spawn({
+                let cards = cards.clone();
+                async move { cards.find_by_id("inside".to_owned()).await }
             });
-            inserted?;
-            assert!(seen?.is_some());
-            assert!(cards.find_by_id("inside".to_owned()).await?.is_some());
+            sent.clear();
+            let found = join_all(
+                ["a", "inside", "nope", "b"]
+                    .map(|id| cards.find_by_id(id.to_owned()).into_future()),
+            )
+            .await;
+            let ids: Vec<Option<String>> = found
+                .into_iter()
+                .map(|f| f.map(|c| c.map(|c| c.id)))
+                .collect::<Result<_, _>>()?;
+            assert_eq!(
+                ids,
+                [
+                    Some("a".into()),
+                    Some("inside".into()),
+                    None,
+                    Some("b".into())
+                ]
+            );
+            assert!(
+                outside.await.unwrap()?.is_none(),
+                "outside sees no uncommitted card"
+            );
+            assert_eq!(sent.in_transaction("find"), 1, "{:?}", sent.all());
+            assert_eq!(
+                sent.count("find"),
+                2,
+                "one batch inside, one outside: {:?}",
+                sent.all()
+            );
+
+            // Inserts made together: one ordered insert in the transaction. The duplicate
+            // fails its own caller with its own error; the server stops there and aborts the
+            // transaction, so the card after it is sent alone and gets the server's answer.
+            sent.clear();
+            let mut new = [card("t1"), card("a"), card("t3")];
+            let [first, duplicate, last] = &mut new;
+            let (first, duplicate, last) = tokio::join!(
+                cards.insert(first),
+                cards.insert(duplicate),
+                cards.insert(last)
+            );
+            assert_eq!(first?, "t1");
+            assert!(
+                matches!(duplicate, Err(Error::DuplicateKey { .. })),
+                "{duplicate:?}"
+            );
+            assert!(
+                last.is_err(),
+                "the aborted transaction takes no more writes"
+            );
+            assert_eq!(sent.in_transaction("insert"), 2, "{:?}", sent.all());
             Err(Error::Custom("roll back".into()))
         })
         .await;
-    assert!(outcome.is_err());
     assert!(
-        cards
-            .find_by_id("inside".to_owned())
-            .await
-            .unwrap()
-            .is_none()
+        matches!(&outcome, Err(Error::Custom(e)) if e.to_string() == "roll back"),
+        "{outcome:?}"
     );
-    assert!(
+    for id in ["inside", "t1", "t3"] {
+        assert!(
+            cards.find_by_id(id.to_owned()).await.unwrap().is_none(),
+            "{id}"
+        );
+    }
+    assert_eq!(
         cards
-            .find_by_id("outside".to_owned())
+            .find_by_id("a".to_owned())
             .await
             .unwrap()
-            .is_some()
+            .unwrap()
+            .version,
+        0
     );
 
-    // A repository taken from the transaction is never batched.
+    // A repository taken from the transaction batches too, within it.
     db.transaction(async |tx| {
-        assert!(!tx.repo::<Card>().is_batched());
+        assert!(tx.repo::<Card>().is_batched());
         Ok(())
     })
     .await
@@ -349,7 +430,7 @@ async fn calls_in_a_transaction_or_a_session_are_not_batched() {
     let mut session = db.start_session().await.unwrap();
     sent.clear();
     let mut found = 0;
-    for id in ["outside", "nope"] {
+    for id in ["a", "nope"] {
         if cards
             .find_by_id(id.to_owned())
             .session(&mut session)
@@ -379,4 +460,40 @@ async fn a_cancelled_caller_strands_no_other_call_of_its_batch() {
     for (i, found) in (1..6).zip(found) {
         assert_eq!(found.unwrap().map(|c| c.id), Some(format!("k{i}")));
     }
+}
+
+#[tokio::test]
+async fn a_retried_transaction_batches_again_in_its_new_attempt() {
+    let test = common::db().await;
+    let cards = test.repo::<Card>().batched();
+    for id in ["r0", "r1", "r2"] {
+        cards.insert(&mut card(id)).await.unwrap();
+    }
+    // The first attempt's batch fails transiently: each of its callers hears of it, and the
+    // retried attempt's lookups go in a batch of that attempt.
+    let _once = test
+        .fail_point(testkit::FailCommand::transient(["find"]).times(1))
+        .await
+        .unwrap();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let found = test
+        .transaction(async |tx| {
+            let found = join_all(
+                ["r0", "r1", "r2"].map(|id| cards.find_by_id(id.to_owned()).into_future()),
+            )
+            .await;
+            let failed = found.iter().filter(|f| f.is_err()).count();
+            attempts.lock().unwrap().push((tx.attempt(), failed));
+            found
+                .into_iter()
+                .map(|f| f.map(|c| c.map(|c| c.id)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        [Some("r0".into()), Some("r1".into()), Some("r2".into())]
+    );
+    assert_eq!(*attempts.lock().unwrap(), [(1, 3), (2, 0)]);
 }

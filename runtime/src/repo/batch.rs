@@ -9,8 +9,10 @@
 //! `insertMany`, sent by a task of its own, so that no caller's cancellation strands another's
 //! call. Each caller gets its own answer: its document or `None`, its own duplicate-key error.
 //!
-//! Only calls without a session are batched: a call in a transaction (or given a session) runs
-//! on its own, so no batch ever mixes sessions or transactions.
+//! No batch mixes sessions. A call in a transaction joins only a batch of the same transaction
+//! attempt, sent in its session (each attempt has batchers of its own, kept by the transaction);
+//! a call given a session of the caller's own is never batched; a call without a session joins
+//! only calls without one.
 //!
 //! [`Db::with_batching`]: crate::Db::with_batching
 //! [`Repo::batched`]: crate::Repo::batched
@@ -26,6 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::decode::raw_id;
 use crate::error::{Error, Result};
+use crate::session::{Bound, SessionGuard, run_in};
 
 pub use crate::db::MAX_BATCH;
 
@@ -36,6 +39,9 @@ pub(crate) struct Batcher {
     limit: usize,
     finds: Lane<FindCall>,
     inserts: Lane<InsertCall>,
+    /// The transaction attempt whose calls this batcher carries, in its session; `None` for
+    /// calls without a session.
+    within: Option<Bound>,
 }
 
 /// The calls waiting for one kind of round trip, and whether one is in flight.
@@ -61,7 +67,22 @@ impl<C> Default for Lane<C> {
 
 struct FindCall {
     id: Bson,
-    reply: oneshot::Sender<std::result::Result<Option<RawDocumentBuf>, mongodb::error::Error>>,
+    reply: oneshot::Sender<std::result::Result<Option<RawDocumentBuf>, Failure>>,
+}
+
+/// Why a batch brought its callers no answer.
+#[derive(Clone)]
+enum Failure {
+    /// The round trip failed.
+    Driver(mongodb::error::Error),
+    /// The batch's transaction attempt ended before the batch was sent.
+    Ended,
+}
+
+impl From<mongodb::error::Error> for Failure {
+    fn from(error: mongodb::error::Error) -> Self {
+        Failure::Driver(error)
+    }
 }
 
 /// What became of one batched insert.
@@ -72,6 +93,8 @@ pub(crate) enum InsertOutcome {
     Refused { code: i32, message: String },
     /// The whole command failed, or its write concern was not met.
     Failed(mongodb::error::Error),
+    /// The batch's transaction attempt ended before the batch was sent.
+    TransactionEnded,
 }
 
 struct InsertCall {
@@ -98,7 +121,43 @@ impl Batcher {
             limit: limit.max(1),
             finds: Lane::default(),
             inserts: Lane::default(),
+            within: None,
         }
+    }
+
+    /// The batcher that carries this collection's calls made in the transaction attempt
+    /// `bound`, with this one's size limit: one per attempt, database and collection, kept by
+    /// the transaction.
+    pub(crate) fn within(&self, bound: &Bound, database: &str) -> Arc<Batcher> {
+        let shared = bound
+            .shared
+            .batcher(bound.attempt, database, self.collection, || {
+                Arc::new(Batcher {
+                    within: Some(bound.clone()),
+                    ..Batcher::new(self.raw.clone(), self.collection, self.limit)
+                })
+            });
+        shared.downcast::<Batcher>().unwrap_or_else(|_| {
+            // Only batchers are kept there; should anything else be, this attempt's calls
+            // still go together through a batcher of their own.
+            Arc::new(Batcher {
+                within: Some(bound.clone()),
+                ..Batcher::new(self.raw.clone(), self.collection, self.limit)
+            })
+        })
+    }
+
+    /// The batch's session, locked for its round trip: the transaction's, if the batcher
+    /// carries one (refused once that attempt has ended), else none.
+    async fn session(&self) -> std::result::Result<SessionGuard<'_>, Failure> {
+        let Some(bound) = &self.within else {
+            return Ok(SessionGuard::None);
+        };
+        let session = bound.shared.session.lock().await;
+        if !bound.shared.is_open(bound.attempt) {
+            return Err(Failure::Ended);
+        }
+        Ok(SessionGuard::Locked(session, &bound.shared))
     }
 
     /// The raw document with this `_id`, if there is one.
@@ -129,7 +188,9 @@ impl Batcher {
             drop(handoff);
         }
         match answer.await {
-            Ok(reply) => reply.map_err(|e| Error::from_driver(self.collection, e)),
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(Failure::Driver(e))) => Err(Error::from_driver(self.collection, e)),
+            Ok(Err(Failure::Ended)) => Err(Error::TransactionEnded),
             Err(_) => Err(lost()),
         }
     }
@@ -249,7 +310,7 @@ impl Batcher {
     async fn fetch(
         &self,
         ids: Vec<Bson>,
-    ) -> std::result::Result<Vec<(Bson, RawDocumentBuf)>, mongodb::error::Error> {
+    ) -> std::result::Result<Vec<(Bson, RawDocumentBuf)>, Failure> {
         let wanted = ids.len();
         let filter = if wanted == 1 {
             doc! { "_id": ids.into_iter().next().unwrap_or(Bson::Null) }
@@ -260,20 +321,43 @@ impl Batcher {
         // (one lookup: in a single batch, as `find_one` asks). More ids keep a positive limit,
         // so that documents beyond one 16 MiB reply still come, by `getMore`.
         let limit = i64::try_from(wanted).unwrap_or(i64::MAX);
-        let mut cursor = self
+        let find = self
             .raw
             .find(filter)
             .limit(if wanted == 1 { -1 } else { limit })
-            .batch_size(u32::try_from(wanted).unwrap_or(u32::MAX))
-            .await?;
+            .batch_size(u32::try_from(wanted).unwrap_or(u32::MAX));
         let mut docs = Vec::with_capacity(wanted);
-        while cursor.advance().await? {
-            let current = cursor.current();
-            let id = raw_id(current);
-            if let Some(id) = id {
+        let mut keep = |current: &mongodb::bson::RawDocument| {
+            if let Some(id) = raw_id(current) {
                 docs.push((id, current.to_raw_document_buf()));
             }
-        }
+        };
+        let mut guard = self.session().await?;
+        let read = match guard.get() {
+            None => {
+                async {
+                    let mut cursor = find.await?;
+                    while cursor.advance().await? {
+                        keep(cursor.current());
+                    }
+                    Ok(())
+                }
+                .await
+            }
+            Some(session) => {
+                async {
+                    let mut cursor = find.session(&mut *session).await?;
+                    while cursor.advance(&mut *session).await? {
+                        keep(cursor.current());
+                    }
+                    Ok(())
+                }
+                .await
+            }
+        };
+        // A server error aborts the transaction: its scope must hear of it.
+        guard.note(&read);
+        read?;
         Ok(docs)
     }
 
@@ -287,67 +371,104 @@ impl Batcher {
         let send = async {
             let (bodies, replies): (Vec<_>, Vec<_>) =
                 calls.into_iter().map(|c| (c.body, c.reply)).unzip();
-            let mut outcomes: Vec<Option<InsertOutcome>> = Vec::with_capacity(replies.len());
-            if bodies.len() == 1 {
-                let result = self.raw.insert_one(&bodies[0]).await;
-                outcomes.push(Some(match result {
-                    Ok(_) => InsertOutcome::Written,
-                    Err(error) => match error.kind.as_ref() {
-                        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(e)) => {
-                            InsertOutcome::Refused {
-                                code: e.code,
-                                message: e.message.clone(),
-                            }
-                        }
-                        _ => InsertOutcome::Failed(error),
-                    },
-                }));
-            } else {
-                let mut options = InsertManyOptions::default();
-                // One caller's duplicate key must not stop the others' documents.
-                options.ordered = Some(false);
-                let count = bodies.len();
-                let result = self.raw.insert_many(bodies).with_options(options).await;
-                outcomes.resize_with(count, || None);
-                match result {
-                    Ok(_) => outcomes
-                        .iter_mut()
-                        .for_each(|o| *o = Some(InsertOutcome::Written)),
-                    Err(error) => {
-                        let failure = match error.kind.as_ref() {
-                            ErrorKind::InsertMany(failure) => Some(failure),
-                            _ => None,
-                        };
-                        if let Some(errors) = failure.and_then(|f| f.write_errors.as_ref()) {
-                            for e in errors {
-                                if let Some(slot) = outcomes.get_mut(e.index) {
-                                    *slot = Some(InsertOutcome::Refused {
-                                        code: e.code,
-                                        message: e.message.clone(),
-                                    });
-                                }
-                            }
-                        }
-                        let concern_met = failure.is_some_and(|f| f.write_concern_error.is_none());
-                        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
-                            *slot = Some(if concern_met {
-                                InsertOutcome::Written
-                            } else {
-                                // Not a per-document failure (the connection, the write
-                                // concern): every caller of the batch hears of it.
-                                InsertOutcome::Failed(error.clone())
-                            });
-                        }
-                    }
-                }
-            }
+            let outcomes = match self.session().await {
+                Ok(mut guard) => self.insert_all(&mut guard, &bodies).await,
+                Err(_) => replies
+                    .iter()
+                    .map(|_| InsertOutcome::TransactionEnded)
+                    .collect(),
+            };
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                if let Some(outcome) = outcome {
-                    let _ = reply.send(outcome);
-                }
+                let _ = reply.send(outcome);
             }
         };
         crate::repo::trace::instrumented(send, span).await;
+    }
+
+    /// Inserts the batch's documents in the held session, each with its own outcome.
+    ///
+    /// Without a session the command is unordered, so that one caller's duplicate key does not
+    /// stop the others' documents. In a transaction it is ordered: the server stops at the first
+    /// refused document (the transaction is aborted on it), so the documents after it, which
+    /// were not tried, are each sent alone and get the server's own answer, as they would
+    /// unbatched.
+    async fn insert_all(
+        &self,
+        guard: &mut SessionGuard<'_>,
+        bodies: &[RawDocumentBuf],
+    ) -> Vec<InsertOutcome> {
+        if let [body] = bodies {
+            return vec![self.insert_one(guard, body).await];
+        }
+        let in_transaction = self.within.is_some();
+        let mut options = InsertManyOptions::default();
+        options.ordered = Some(in_transaction);
+        let result = run_in!(
+            guard,
+            self.raw.insert_many(bodies.iter()).with_options(options)
+        );
+        let error = match result {
+            Ok(_) => return bodies.iter().map(|_| InsertOutcome::Written).collect(),
+            Err(error) => error,
+        };
+        let failure = match error.kind.as_ref() {
+            ErrorKind::InsertMany(failure) => Some(failure),
+            _ => None,
+        };
+        let mut outcomes: Vec<Option<InsertOutcome>> = bodies.iter().map(|_| None).collect();
+        let write_errors = failure
+            .and_then(|f| f.write_errors.as_deref())
+            .unwrap_or(&[]);
+        for e in write_errors {
+            if let Some(slot) = outcomes.get_mut(e.index) {
+                *slot = Some(InsertOutcome::Refused {
+                    code: e.code,
+                    message: e.message.clone(),
+                });
+            }
+        }
+        // Ordered, nothing after the first refused document was tried.
+        let tried = match (in_transaction, write_errors.iter().map(|e| e.index).min()) {
+            (true, Some(first)) => first + 1,
+            _ => bodies.len(),
+        };
+        let concern_met = failure.is_some_and(|f| f.write_concern_error.is_none());
+        for slot in outcomes[..tried].iter_mut().filter(|o| o.is_none()) {
+            *slot = Some(if concern_met {
+                InsertOutcome::Written
+            } else {
+                // Not a per-document failure (the connection, the write concern): every
+                // caller of the batch hears of it.
+                InsertOutcome::Failed(error.clone())
+            });
+        }
+        for (slot, body) in outcomes[tried..].iter_mut().zip(&bodies[tried..]) {
+            *slot = Some(self.insert_one(guard, body).await);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| InsertOutcome::Failed(error.clone())))
+            .collect()
+    }
+
+    /// One document inserted alone in the held session.
+    async fn insert_one(
+        &self,
+        guard: &mut SessionGuard<'_>,
+        body: &RawDocumentBuf,
+    ) -> InsertOutcome {
+        match run_in!(guard, self.raw.insert_one(body)) {
+            Ok(_) => InsertOutcome::Written,
+            Err(error) => match error.kind.as_ref() {
+                ErrorKind::Write(mongodb::error::WriteFailure::WriteError(e)) => {
+                    InsertOutcome::Refused {
+                        code: e.code,
+                        message: e.message.clone(),
+                    }
+                }
+                _ => InsertOutcome::Failed(error),
+            },
+        }
     }
 }
 

@@ -122,9 +122,10 @@ impl<M: Model> Repo<M> {
     pub(crate) fn new(db: Db, bound: Option<Bound>) -> Self {
         let database = db.database();
         let raw = db.collection(M::COLLECTION);
-        // A repository bound to a transaction never batches (see `batch`).
-        let batcher = match (&bound, db.batching()) {
-            (None, Some(batching)) => {
+        // A repository bound to a transaction keeps the `Db`'s batcher too: its calls go
+        // through the transaction's own batcher of the collection, with its limit (see `batch`).
+        let batcher = match db.batching() {
+            Some(batching) => {
                 let shared = batching.get_or_insert(database.name(), M::COLLECTION, || {
                     Arc::new(batch::Batcher::new(
                         raw.clone(),
@@ -134,7 +135,7 @@ impl<M: Model> Repo<M> {
                 });
                 shared.downcast::<batch::Batcher>().ok()
             }
-            _ => None,
+            None => None,
         };
         Repo {
             // One handle, two views: `collection()` would copy the database's options again.
@@ -150,11 +151,11 @@ impl<M: Model> Repo<M> {
     /// This repository with automatic batching of concurrent [`find_by_id`](Repo::find_by_id)
     /// and [`insert`](Repo::insert) calls, as [`Db::with_batching`] describes. Keep the
     /// returned repository and share it (its clones share one batcher): calls batch together
-    /// only through the same batcher. A repository of a `Db` with batching on already batches;
-    /// one bound to a transaction never does.
+    /// only through the same batcher. A repository of a `Db` with batching on already batches.
+    /// Calls in a transaction batch only with calls of the same transaction, in its session.
     pub fn batched(&self) -> Repo<M> {
         let mut repo = self.clone();
-        if repo.batcher.is_none() && repo.bound.is_none() {
+        if repo.batcher.is_none() {
             let batcher = batch::Batcher::new(self.raw.clone(), M::COLLECTION, MAX_BATCH);
             repo.batcher = Some(Arc::new(batcher));
         }

@@ -11,6 +11,7 @@
 pub(crate) mod ambient;
 pub(crate) mod ledger;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -37,7 +38,13 @@ pub(crate) struct TxShared {
     failure: std::sync::Mutex<Option<mongodb::error::Error>>,
     /// Other lineages already asked whether their client is this session's client.
     clients: std::sync::Mutex<Vec<(usize, bool)>>,
+    /// The batchers of batching repositories' calls in the open attempt, one per database and
+    /// collection (type-erased: the batcher belongs to the repository layer above).
+    batchers: std::sync::Mutex<Vec<AttemptBatcher>>,
 }
+
+/// A batcher of one attempt's calls to one collection: (attempt, database, collection, batcher).
+type AttemptBatcher = (u32, String, &'static str, Arc<dyn Any + Send + Sync>);
 
 impl TxShared {
     pub(crate) fn new(session: ClientSession, lineage: usize) -> Self {
@@ -48,7 +55,34 @@ impl TxShared {
             writes: std::sync::Mutex::new(Vec::new()),
             failure: std::sync::Mutex::new(None),
             clients: std::sync::Mutex::new(Vec::new()),
+            batchers: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The batcher of `collection` in `database` for the calls of `attempt`, made by `make`
+    /// the first time. Batchers of attempts that are over are let go; one made for an attempt
+    /// that is over already is not kept (its calls are refused when it sends them).
+    pub(crate) fn batcher(
+        &self,
+        attempt: u32,
+        database: &str,
+        collection: &'static str,
+        make: impl FnOnce() -> Arc<dyn Any + Send + Sync>,
+    ) -> Arc<dyn Any + Send + Sync> {
+        let mut batchers = self.batchers.lock().unwrap_or_else(|p| p.into_inner());
+        let open = self.current_attempt();
+        batchers.retain(|(a, ..)| *a == open);
+        if let Some((.., batcher)) = batchers
+            .iter()
+            .find(|(a, d, c, _)| *a == attempt && d == database && *c == collection)
+        {
+            return batcher.clone();
+        }
+        let batcher = make();
+        if attempt == open {
+            batchers.push((attempt, database.to_owned(), collection, batcher.clone()));
+        }
+        batcher
     }
 
     /// An attempt starts: operations bound to earlier attempts are refused from now on.

@@ -46,7 +46,8 @@ impl<'a, M: Model> FindOne<'a, M> {
     }
 
     /// The batched lookup, when this one can take part in a batch: a `find_by_id` of a
-    /// batching repository, without a projection, outside any session.
+    /// batching repository, without a projection, outside any session or in a transaction
+    /// (whose own batcher it then joins).
     async fn batched(&mut self) -> Result<Option<Option<M>>> {
         let (Some(batcher), Some(id)) = (&self.repo.batcher, &self.by_id) else {
             return Ok(None);
@@ -55,9 +56,11 @@ impl<'a, M: Model> FindOne<'a, M> {
             return Ok(None);
         }
         self.session.resolve().await?;
-        if !matches!(self.session, SessionSlot::None) {
-            return Ok(None);
-        }
+        let batcher = match &self.session {
+            SessionSlot::None => std::sync::Arc::clone(batcher),
+            SessionSlot::Shared(bound) => batcher.within(bound, self.repo.db.name()),
+            _ => return Ok(None),
+        };
         let Some(raw) = batcher.find(id.clone()).await? else {
             return Ok(Some(None));
         };
@@ -65,7 +68,7 @@ impl<'a, M: Model> FindOne<'a, M> {
         if M::HAS_HOOKS {
             crate::repo::lifecycle::hook_mut(
                 self.repo,
-                &mut SessionSlot::None,
+                &mut self.session,
                 &mut doc,
                 HookPoint::AfterLoad,
                 "find",

@@ -170,15 +170,17 @@ enum Batched {
 
 impl<M: Model> Insert<'_, M> {
     /// Sends the document through the repository's batcher when it has one and the insert
-    /// runs outside any session.
+    /// runs outside any session, or through the transaction's batcher when it runs in one.
     async fn batched(&mut self, body: RawDocumentBuf, id: Bson) -> Result<Batched> {
         let Some(batcher) = &self.repo.batcher else {
             return Ok(Batched::Not(body));
         };
         self.session.resolve().await?;
-        if !matches!(self.session, SessionSlot::None) {
-            return Ok(Batched::Not(body));
-        }
+        let batcher = match &self.session {
+            SessionSlot::None => std::sync::Arc::clone(batcher),
+            SessionSlot::Shared(bound) => batcher.within(bound, self.repo.db.name()),
+            _ => return Ok(Batched::Not(body)),
+        };
         // A document over the size limit would fail its whole batch: it goes alone, and the
         // server's refusal is its own.
         let limits = self.repo.db.server_limits().await?;
@@ -191,6 +193,7 @@ impl<M: Model> Insert<'_, M> {
                 Err(crate::error::write_error(M::COLLECTION, 0, code, &message))
             }
             InsertOutcome::Failed(error) => Err(self.repo.driver_error(error)),
+            InsertOutcome::TransactionEnded => Err(Error::TransactionEnded),
         }
     }
 }
