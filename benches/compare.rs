@@ -6,8 +6,11 @@
 //! alike. For each workload and side: throughput,
 //! client CPU time per operation (the process's CPU clock, `CLOCK_PROCESS_CPUTIME_ID`, which
 //! counts nanoseconds rather than the 10 ms ticks of `/proc/self/stat`; Node:
-//! `process.cpuUsage()`, in microseconds), and peak memory (`VmHWM`, reset before
-//! each timed part through `/proc/self/clear_refs`; Node: the largest `rss` seen). The report
+//! `process.cpuUsage()`, in microseconds), peak resident memory (`VmHWM`, reset before
+//! each timed part through `/proc/self/clear_refs`; Node: the largest `rss` seen) and the peak
+//! of live heap bytes above the timed part's start (counted by the global allocator; Node: the
+//! largest `heapUsed + external` seen). Resident memory mostly shows what the allocator kept
+//! from earlier workloads; the heap peak is what the timed part itself needed. The report
 //! gives medians and per-round ratios with their spread (min–max over the rounds).
 //!
 //! Run it with `scripts/bench.sh` (it installs Mongoose into `benches/mongoose/` first);
@@ -28,6 +31,11 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument::WithSubscriber;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Counts live heap bytes, so that each timed part's own peak can be told apart from what
+/// earlier ones left resident.
+#[global_allocator]
+static HEAP: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
 
 // ANCHOR: model
 #[derive(Debug, Clone, Serialize, Deserialize, Model)]
@@ -173,6 +181,9 @@ struct Sample {
     cpu: f64,
     /// Peak resident memory, in MiB.
     peak_mib: f64,
+    /// Peak of live heap bytes above the start of the timed part, in MiB.
+    #[serde(default)]
+    heap_mib: f64,
     /// Change-stream delivery latencies, in milliseconds.
     #[serde(default)]
     latencies_ms: Vec<f64>,
@@ -186,6 +197,7 @@ impl Sample {
             secs: self.secs + other.secs,
             cpu: self.cpu + other.cpu,
             peak_mib: self.peak_mib.max(other.peak_mib),
+            heap_mib: self.heap_mib.max(other.heap_mib),
             latencies_ms: [self.latencies_ms, other.latencies_ms].concat(),
         }
     }
@@ -195,13 +207,16 @@ impl Sample {
 struct Timer {
     started: Instant,
     cpu: ProcessTime,
+    heap_at_start: usize,
 }
 
 impl Timer {
     fn start() -> Self {
         // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux ≥ 4.0).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
+        HEAP.reset_peak_usage();
         Timer {
+            heap_at_start: HEAP.current_usage(),
             cpu: ProcessTime::now(),
             started: Instant::now(),
         }
@@ -214,6 +229,8 @@ impl Timer {
             secs,
             cpu: self.cpu.elapsed().as_secs_f64(),
             peak_mib: peak_mib(),
+            heap_mib: HEAP.peak_usage().saturating_sub(self.heap_at_start) as f64
+                / (1024.0 * 1024.0),
             latencies_ms: Vec::new(),
         }
     }
@@ -835,8 +852,8 @@ fn report(results: &Results, args: &Args) -> String {
          operation are medians over the rounds; ratios are per round, median (min–max).\n\n",
         args.rounds, args.label,
     ));
-    out.push_str("| workload | side | ops/s | CPU µs/op | peak MiB | throughput ÷ driver | CPU ÷ driver | throughput ÷ Mongoose | CPU ÷ Mongoose |\n");
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("| workload | side | ops/s | CPU µs/op | peak RSS MiB | peak heap MiB | throughput ÷ driver | CPU ÷ driver | throughput ÷ Mongoose | CPU ÷ Mongoose |\n");
+    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for workload in WORKLOADS {
         for side in [DRIVER, MONGROVE, BATCHED, SPANS_OFF, SPANS_ON, MONGOOSE] {
             let Some(samples) = results.get(&(workload.to_owned(), side.to_owned())) else {
@@ -845,6 +862,7 @@ fn report(results: &Results, args: &Args) -> String {
             let mut tput: Vec<f64> = samples.iter().map(|s| s.ops as f64 / s.secs).collect();
             let mut cpu: Vec<f64> = samples.iter().map(|s| s.cpu / s.ops as f64 * 1e6).collect();
             let mut peak: Vec<f64> = samples.iter().map(|s| s.peak_mib).collect();
+            let mut heap: Vec<f64> = samples.iter().map(|s| s.heap_mib).collect();
             let (vs_driver, cpu_driver) = if side == DRIVER {
                 (None, None)
             } else {
@@ -863,10 +881,11 @@ fn report(results: &Results, args: &Args) -> String {
                 }
             };
             out.push_str(&format!(
-                "| {workload} | {side} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} |\n",
+                "| {workload} | {side} | {:.0} | {:.1} | {:.0} | {:.2} | {} | {} | {} | {} |\n",
                 median(&mut tput),
                 median(&mut cpu),
                 median(&mut peak),
+                median(&mut heap),
                 dash(vs_driver, side != DRIVER),
                 dash(cpu_driver, side != DRIVER),
                 dash(vs_mongoose, side == MONGROVE || side == BATCHED),

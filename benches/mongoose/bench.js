@@ -1,5 +1,5 @@
 // The Mongoose 9 side of benches/compare.rs: one round of every workload, the same sizes and
-// documents, printed as one JSON object { workload: { ops, secs, cpu, peak_mib, latencies_ms } }.
+// documents, printed as one JSON object { workload: { ops, secs, cpu, peak_mib, heap_mib, latencies_ms } }.
 // Usage: node bench.js <uri> <database> '<sizes as JSON>'
 'use strict';
 const mongoose = require('mongoose');
@@ -29,23 +29,36 @@ function order(n) {
   return { customer: `customer-${n % 97}`, totalCents: n * 10, items, status: 'open' };
 }
 
-// Peak RSS of the timed part, sampled (Node has no VmHWM reset).
+// Peak RSS of the timed part, and peak live heap (JS heap and the buffers outside it) above
+// its start, sampled (Node has no VmHWM reset and no allocation counter).
 let peak = 0;
-const sampler = setInterval(() => {
+let heapPeak = 0;
+const heapNow = () => {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external;
+};
+function sampleMemory() {
   peak = Math.max(peak, process.memoryUsage().rss);
-}, 20);
+  heapPeak = Math.max(heapPeak, heapNow());
+}
+const sampler = setInterval(sampleMemory, 20);
 sampler.unref();
 
 function timer() {
   peak = process.memoryUsage().rss;
+  const heapAtStart = heapNow();
+  heapPeak = heapAtStart;
   const cpu = process.cpuUsage();
   const started = process.hrtime.bigint();
   return {
     stop(ops) {
       const secs = Number(process.hrtime.bigint() - started) / 1e9;
       const used = process.cpuUsage(cpu);
-      peak = Math.max(peak, process.memoryUsage().rss);
-      return { ops, secs, cpu: (used.user + used.system) / 1e6, peak_mib: peak / 1048576, latencies_ms: [] };
+      sampleMemory();
+      return {
+        ops, secs, cpu: (used.user + used.system) / 1e6, peak_mib: peak / 1048576,
+        heap_mib: Math.max(0, heapPeak - heapAtStart) / 1048576, latencies_ms: [],
+      };
     },
   };
 }
@@ -116,6 +129,7 @@ const workloads = {
         secs: total.secs + sample.secs,
         cpu: total.cpu + sample.cpu,
         peak_mib: Math.max(total.peak_mib, sample.peak_mib),
+        heap_mib: Math.max(total.heap_mib, sample.heap_mib),
         latencies_ms: [],
       };
     }
