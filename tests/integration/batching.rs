@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::future::IntoFuture;
 
 use futures_util::future::join_all;
-use mongrove::bson::{DateTime, doc};
+use mongrove::bson::{Bson, DateTime, doc};
 use mongrove::mongodb::event::EventHandler;
 use mongrove::mongodb::event::command::CommandEvent;
 use mongrove::mongodb::options::ClientOptions;
@@ -59,10 +59,17 @@ fn card(id: &str) -> Card {
     }
 }
 
-/// The names of the commands a monitored client sent, each with whether it ran in a
-/// transaction (carried a `txnNumber`).
+/// The commands a monitored client sent: each one's name, whether it ran in a transaction
+/// (carried a `txnNumber`) and its session id.
 #[derive(Clone, Default)]
-struct Sent(Arc<Mutex<Vec<(String, bool)>>>);
+struct Sent(Arc<Mutex<Vec<Command>>>);
+
+#[derive(Clone, Debug)]
+struct Command {
+    name: String,
+    in_transaction: bool,
+    session: Option<Bson>,
+}
 
 impl Sent {
     fn count(&self, name: &str) -> usize {
@@ -70,21 +77,32 @@ impl Sent {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(n, _)| n == name)
+            .filter(|c| c.name == name)
             .count()
     }
 
     fn in_transaction(&self, name: &str) -> usize {
+        self.transaction_sessions(name).len()
+    }
+
+    /// The session ids of the commands named `name` sent in a transaction.
+    fn transaction_sessions(&self, name: &str) -> Vec<Option<Bson>> {
         self.0
             .lock()
             .unwrap()
             .iter()
-            .filter(|(n, tx)| n == name && *tx)
-            .count()
+            .filter(|c| c.name == name && c.in_transaction)
+            .map(|c| c.session.clone())
+            .collect()
     }
 
     fn all(&self) -> Vec<(String, bool)> {
-        self.0.lock().unwrap().clone()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c.name.clone(), c.in_transaction))
+            .collect()
     }
 
     fn clear(&self) {
@@ -100,12 +118,12 @@ async fn monitored(test: &TestDb) -> (Db, Sent) {
     let record = sent.clone();
     options.command_event_handler = Some(EventHandler::callback(move |event| {
         if let CommandEvent::Started(started) = event {
-            let in_transaction = started.command.contains_key("txnNumber");
-            record
-                .0
-                .lock()
-                .unwrap()
-                .push((started.command_name, in_transaction));
+            let command = Command {
+                in_transaction: started.command.contains_key("txnNumber"),
+                session: started.command.get("lsid").cloned(),
+                name: started.command_name,
+            };
+            record.0.lock().unwrap().push(command);
         }
     }));
     let client = mongrove::mongodb::Client::with_options(options).expect("client");
@@ -496,4 +514,36 @@ async fn a_retried_transaction_batches_again_in_its_new_attempt() {
         [Some("r0".into()), Some("r1".into()), Some("r2".into())]
     );
     assert_eq!(*attempts.lock().unwrap(), [(1, 3), (2, 0)]);
+}
+
+#[tokio::test]
+async fn a_transaction_that_batched_gives_its_session_back() {
+    let test = common::db().await;
+    let (db, sent) = monitored(&test).await;
+    let db = db.with_batching();
+    let cards = db.repo::<Card>();
+    cards.insert(&mut card("s0")).await.unwrap();
+    // Two transactions one after the other, each with batched lookups: the second reuses the
+    // first one's server session, which the driver pools again only once nothing holds the
+    // first transaction any more (its batchers included).
+    for _ in 0..2 {
+        db.transaction(async |_tx| {
+            let found =
+                join_all(["s0", "nope"].map(|id| cards.find_by_id(id.to_owned()).into_future()))
+                    .await;
+            assert!(found.iter().all(Result::is_ok));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // The driver checks a dropped session back in on a task of its own.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let sessions = sent.transaction_sessions("find");
+    assert_eq!(sessions.len(), 2, "{:?}", sent.all());
+    assert!(sessions[0].is_some());
+    assert_eq!(
+        sessions[0], sessions[1],
+        "the first transaction's session was kept"
+    );
 }

@@ -17,7 +17,7 @@
 //! [`Db::with_batching`]: crate::Db::with_batching
 //! [`Repo::batched`]: crate::Repo::batched
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use futures_util::future::BoxFuture;
 use mongodb::Collection;
@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::decode::raw_id;
 use crate::error::{Error, Result};
-use crate::session::{Bound, SessionGuard, run_in};
+use crate::session::{Bound, SessionGuard, TxShared, run_in};
 
 pub use crate::db::MAX_BATCH;
 
@@ -40,8 +40,8 @@ pub(crate) struct Batcher {
     finds: Lane<FindCall>,
     inserts: Lane<InsertCall>,
     /// The transaction attempt whose calls this batcher carries, in its session; `None` for
-    /// calls without a session.
-    within: Option<Bound>,
+    /// calls without a session. Weak, because the transaction keeps its batchers.
+    within: Option<(Weak<TxShared>, u32)>,
 }
 
 /// The calls waiting for one kind of round trip, and whether one is in flight.
@@ -132,32 +132,49 @@ impl Batcher {
         let shared = bound
             .shared
             .batcher(bound.attempt, database, self.collection, || {
-                Arc::new(Batcher {
-                    within: Some(bound.clone()),
-                    ..Batcher::new(self.raw.clone(), self.collection, self.limit)
-                })
+                Arc::new(self.for_attempt(bound))
             });
         shared.downcast::<Batcher>().unwrap_or_else(|_| {
             // Only batchers are kept there; should anything else be, this attempt's calls
             // still go together through a batcher of their own.
-            Arc::new(Batcher {
-                within: Some(bound.clone()),
-                ..Batcher::new(self.raw.clone(), self.collection, self.limit)
-            })
+            Arc::new(self.for_attempt(bound))
         })
+    }
+
+    fn for_attempt(&self, bound: &Bound) -> Batcher {
+        Batcher {
+            within: Some((Arc::downgrade(&bound.shared), bound.attempt)),
+            ..Batcher::new(self.raw.clone(), self.collection, self.limit)
+        }
     }
 
     /// The batch's session, locked for its round trip: the transaction's, if the batcher
     /// carries one (refused once that attempt has ended), else none.
-    async fn session(&self) -> std::result::Result<SessionGuard<'_>, Failure> {
-        let Some(bound) = &self.within else {
-            return Ok(SessionGuard::None);
+    async fn session<'s>(
+        &self,
+        shared: &'s Option<Arc<TxShared>>,
+    ) -> std::result::Result<SessionGuard<'s>, Failure> {
+        let Some(shared) = shared else {
+            return if self.within.is_some() {
+                // The transaction itself is gone.
+                Err(Failure::Ended)
+            } else {
+                Ok(SessionGuard::None)
+            };
         };
-        let session = bound.shared.session.lock().await;
-        if !bound.shared.is_open(bound.attempt) {
+        let attempt = self.within.as_ref().map_or(0, |(_, attempt)| *attempt);
+        let session = shared.session.lock().await;
+        if !shared.is_open(attempt) {
             return Err(Failure::Ended);
         }
-        Ok(SessionGuard::Locked(session, &bound.shared))
+        Ok(SessionGuard::Locked(session, shared))
+    }
+
+    /// The batcher's transaction, while it exists.
+    fn transaction(&self) -> Option<Arc<TxShared>> {
+        self.within
+            .as_ref()
+            .and_then(|(shared, _)| shared.upgrade())
     }
 
     /// The raw document with this `_id`, if there is one.
@@ -332,7 +349,8 @@ impl Batcher {
                 docs.push((id, current.to_raw_document_buf()));
             }
         };
-        let mut guard = self.session().await?;
+        let transaction = self.transaction();
+        let mut guard = self.session(&transaction).await?;
         let read = match guard.get() {
             None => {
                 async {
@@ -371,7 +389,8 @@ impl Batcher {
         let send = async {
             let (bodies, replies): (Vec<_>, Vec<_>) =
                 calls.into_iter().map(|c| (c.body, c.reply)).unzip();
-            let outcomes = match self.session().await {
+            let transaction = self.transaction();
+            let outcomes = match self.session(&transaction).await {
                 Ok(mut guard) => self.insert_all(&mut guard, &bodies).await,
                 Err(_) => replies
                     .iter()

@@ -96,6 +96,10 @@ impl TxShared {
     /// The attempt is over (committed, aborted, or given up).
     pub(crate) fn close(&self) {
         self.attempt.store(0, Ordering::SeqCst);
+        // Its batchers too: a call still holding one is refused when it sends.
+        if let Ok(mut batchers) = self.batchers.lock() {
+            batchers.clear();
+        }
     }
 
     /// The attempt open now (0 when none is).
