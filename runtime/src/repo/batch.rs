@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::decode::raw_id;
 use crate::error::{Error, Result};
-use crate::session::{Bound, SessionGuard, TxShared, run_in};
+use crate::session::{Bound, SessionGuard, SessionSlot, TxShared, run_in};
 
 pub use crate::db::MAX_BATCH;
 
@@ -125,10 +125,25 @@ impl Batcher {
         }
     }
 
+    /// The batcher a call made in `session` joins: this one for a call without a session, the
+    /// transaction attempt's own in a transaction, and none for a session of the caller's own,
+    /// which is never batched.
+    pub(crate) fn for_session(
+        self: &Arc<Self>,
+        session: &SessionSlot<'_>,
+        database: &str,
+    ) -> Option<Arc<Batcher>> {
+        match session {
+            SessionSlot::None => Some(Arc::clone(self)),
+            SessionSlot::Shared(bound) => Some(self.within(bound, database)),
+            SessionSlot::Borrowed(_) | SessionSlot::Ambient(..) => None,
+        }
+    }
+
     /// The batcher that carries this collection's calls made in the transaction attempt
     /// `bound`, with this one's size limit: one per attempt, database and collection, kept by
     /// the transaction.
-    pub(crate) fn within(&self, bound: &Bound, database: &str) -> Arc<Batcher> {
+    fn within(&self, bound: &Bound, database: &str) -> Arc<Batcher> {
         let shared = bound
             .shared
             .batcher(bound.attempt, database, self.collection, || {

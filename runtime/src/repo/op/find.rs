@@ -56,10 +56,8 @@ impl<'a, M: Model> FindOne<'a, M> {
             return Ok(None);
         }
         self.session.resolve().await?;
-        let batcher = match &self.session {
-            SessionSlot::None => std::sync::Arc::clone(batcher),
-            SessionSlot::Shared(bound) => batcher.within(bound, self.repo.db.name()),
-            _ => return Ok(None),
+        let Some(batcher) = batcher.for_session(&self.session, self.repo.db.name()) else {
+            return Ok(None);
         };
         let Some(raw) = batcher.find(id.clone()).await? else {
             return Ok(Some(None));

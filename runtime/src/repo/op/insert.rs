@@ -176,10 +176,8 @@ impl<M: Model> Insert<'_, M> {
             return Ok(Batched::Not(body));
         };
         self.session.resolve().await?;
-        let batcher = match &self.session {
-            SessionSlot::None => std::sync::Arc::clone(batcher),
-            SessionSlot::Shared(bound) => batcher.within(bound, self.repo.db.name()),
-            _ => return Ok(Batched::Not(body)),
+        let Some(batcher) = batcher.for_session(&self.session, self.repo.db.name()) else {
+            return Ok(Batched::Not(body));
         };
         // A document over the size limit would fail its whole batch: it goes alone, and the
         // server's refusal is its own.
