@@ -353,11 +353,14 @@ impl Batcher {
         // (one lookup: in a single batch, as `find_one` asks). More ids keep a positive limit,
         // so that documents beyond one 16 MiB reply still come, by `getMore`.
         let limit = i64::try_from(wanted).unwrap_or(i64::MAX);
-        let find = self
-            .raw
-            .find(filter)
-            .limit(if wanted == 1 { -1 } else { limit })
-            .batch_size(u32::try_from(wanted).unwrap_or(u32::MAX));
+        // Made where it is sent, so that the future does not hold the driver's action (with its
+        // options, over 800 bytes) across the wait for the session.
+        let find = || {
+            self.raw
+                .find(filter)
+                .limit(if wanted == 1 { -1 } else { limit })
+                .batch_size(u32::try_from(wanted).unwrap_or(u32::MAX))
+        };
         let mut docs = Vec::with_capacity(wanted);
         let mut keep = |current: &mongodb::bson::RawDocument| {
             if let Some(id) = raw_id(current) {
@@ -369,7 +372,7 @@ impl Batcher {
         let read = match guard.get() {
             None => {
                 async {
-                    let mut cursor = find.await?;
+                    let mut cursor = find().await?;
                     while cursor.advance().await? {
                         keep(cursor.current());
                     }
@@ -379,7 +382,7 @@ impl Batcher {
             }
             Some(session) => {
                 async {
-                    let mut cursor = find.session(&mut *session).await?;
+                    let mut cursor = find().session(&mut *session).await?;
                     while cursor.advance(&mut *session).await? {
                         keep(cursor.current());
                     }

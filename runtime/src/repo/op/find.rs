@@ -22,7 +22,7 @@ use crate::session::{SessionSlot, SharedSession};
 pub struct FindOne<'a, M: Model> {
     pub(super) repo: &'a Repo<M>,
     pub(super) filter: Result<Document, EncodeProblem>,
-    pub(super) options: FindOptions,
+    pub(super) options: FindShape,
     pub(super) session: SessionSlot<'a>,
     /// The id looked up, when the repository batches `find_by_id`.
     pub(super) by_id: Option<Bson>,
@@ -34,7 +34,7 @@ impl<'a, M: Model> FindOne<'a, M> {
             session: repo.session_slot(),
             repo,
             filter,
-            options: FindOptions::default(),
+            options: FindShape::default(),
             by_id: None,
         }
     }
@@ -121,8 +121,32 @@ session_setter!(FindOne);
 pub struct Find<'a, M: Model> {
     pub(super) repo: &'a Repo<M>,
     pub(super) filter: Result<Document, EncodeProblem>,
-    pub(super) options: FindOptions,
+    pub(super) options: FindShape,
     pub(super) session: SessionSlot<'a>,
+}
+
+/// The options mongrove sets on a `find`. The driver's `FindOptions` (over 800 bytes) is made
+/// from them only when the query is sent, so that an operation's future does not carry copies
+/// of it across its awaits: each lookup in flight is a heap allocation of that future.
+#[derive(Debug, Clone, Default)]
+pub(super) struct FindShape {
+    pub(super) sort: Option<Document>,
+    pub(super) skip: Option<u64>,
+    pub(super) limit: Option<i64>,
+    pub(super) projection: Option<Document>,
+    pub(super) batch_size: Option<u32>,
+}
+
+impl From<FindShape> for FindOptions {
+    fn from(shape: FindShape) -> Self {
+        let mut options = FindOptions::default();
+        options.sort = shape.sort;
+        options.skip = shape.skip;
+        options.limit = shape.limit;
+        options.projection = shape.projection;
+        options.batch_size = shape.batch_size;
+        options
+    }
 }
 
 /// A cursor together with the session it must be advanced in.
@@ -138,7 +162,7 @@ impl<'a, M: Model> Find<'a, M> {
             session: repo.session_slot(),
             repo,
             filter,
-            options: FindOptions::default(),
+            options: FindShape::default(),
         }
     }
 
@@ -211,17 +235,24 @@ impl<'a, M: Model> Find<'a, M> {
                 crate::decode::check_names(M::COLLECTION, what, part)?;
             }
         }
-        let find = repo.raw.find(filter).with_options(self.options);
         let mut slot = self.session;
         // Decides the session now (joining the task's transaction, if any) and checks that a
         // bound transaction is still open.
         drop(slot.lock().await?);
+        // The driver's action (with its options, over 800 bytes) is made right where it is
+        // sent, so that this future does not hold it across another wait.
+        let options = self.options;
+        let find = || {
+            repo.raw
+                .find(filter)
+                .with_options(FindOptions::from(options))
+        };
         Ok(match slot {
             SessionSlot::None | SessionSlot::Ambient(..) => {
-                CursorState::Plain(find.await.map_err(|e| repo.driver_error(e))?)
+                CursorState::Plain(find().await.map_err(|e| repo.driver_error(e))?)
             }
             SessionSlot::Borrowed(session) => {
-                let cursor = find
+                let cursor = find()
                     .session(&mut *session)
                     .await
                     .map_err(|e| repo.driver_error(e))?;
@@ -230,7 +261,7 @@ impl<'a, M: Model> Find<'a, M> {
             SessionSlot::Shared(bound) => {
                 let cursor = {
                     let mut session = bound.shared.session.lock().await;
-                    let opened = find.session(&mut *session).await;
+                    let opened = find().session(&mut *session).await;
                     if let Err(error) = &opened {
                         bound.shared.note_failure(error);
                     }
@@ -321,3 +352,39 @@ async fn next_document<M: Model>(repo: &Repo<M>, state: &mut CursorState<'_>) ->
 
 awaitable!(Find => Vec<M>, "find", super::trace::rows);
 session_setter!(Find);
+
+#[cfg(test)]
+mod tests {
+    use mongodb::bson::oid::ObjectId;
+
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, crate::Model)]
+    #[model(crate = "crate", collection = "lookups")]
+    struct Lookup {
+        #[serde(rename = "_id")]
+        id: ObjectId,
+    }
+
+    /// Every lookup in flight is one heap allocation of its future, so its size is memory per
+    /// concurrent call. It once held four copies of the driver's `FindOptions` (848 bytes
+    /// each) and was 5,432 bytes; the driver's own `find_one` is about 1,440.
+    #[tokio::test]
+    async fn a_lookup_in_flight_holds_no_copy_of_the_drivers_options() {
+        // Made without a server: nothing here is sent.
+        let client = mongodb::Client::with_uri_str("mongodb://127.0.0.1:1")
+            .await
+            .unwrap();
+        let repo = crate::Db::new(client, "sizes").repo::<Lookup>();
+        let options = std::mem::size_of::<mongodb::options::FindOptions>();
+        let one = repo.find_by_id(ObjectId::new()).run();
+        let all = repo.find(crate::Filter::all()).run();
+        for (what, size) in [
+            ("find_by_id", std::mem::size_of_val(&one)),
+            ("find", std::mem::size_of_val(&all)),
+        ] {
+            assert!(
+                size <= 3 * 1024,
+                "{what}'s future is {size} bytes (FindOptions: {options})"
+            );
+        }
+    }
+}
